@@ -72,7 +72,9 @@ export type SkipCode =
   | 'SPARSE_ENTRY'
   | 'UNSUPPORTED_TYPEFLAG'
   | 'BELOW_MIN_SIZE'
-  | 'VALUE_OUT_OF_RANGE'; // a tar numeric field outside what the zTOC can carry exactly
+  | 'VALUE_OUT_OF_RANGE' // a tar numeric field outside what the zTOC can carry exactly
+  | 'TOO_LARGE' // uncompressed size or ratio beyond the configured bound (gzip bomb guard)
+  | 'EMPTY_LAYER';
 
 export class LayerSkipped extends Error {
   readonly code: SkipCode;
@@ -98,6 +100,17 @@ export class CorruptLayer extends Error {
     this.offset = offset;
     this.where = where;
   }
+}
+
+const SKIP_CODES: ReadonlySet<string> = new Set<SkipCode>([
+  'UNSUPPORTED_COMPRESSION', 'MULTI_MEMBER_GZIP', 'PAX_GLOBAL_HEADER', 'SPARSE_ENTRY', 'UNSUPPORTED_TYPEFLAG',
+  'BELOW_MIN_SIZE', 'VALUE_OUT_OF_RANGE', 'TOO_LARGE', 'EMPTY_LAYER',
+]);
+
+/** True for a `LayerSkipped` (matched on its code, so it also holds across worker-thread boundaries). */
+export function isSkip(err: unknown): err is { code: SkipCode; message: string } {
+  const code = errorCode(err);
+  return code !== undefined && SKIP_CODES.has(code);
 }
 
 export function errorCode(err: unknown): string | undefined {

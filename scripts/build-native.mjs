@@ -1,0 +1,31 @@
+#!/usr/bin/env node
+// Builds the optional native gzip engine (binding.gyp -> build/Release/soci_gzip.node) with npm's
+// node-gyp. Offline: when node's headers are installed under /usr/include/node it passes
+// --nodedir=/usr so node-gyp downloads nothing. Any failure prints one warning and exits 0: the
+// indexer then uses the pure-JS engine (pako), which gives byte-identical results, only slower.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const candidates = [
+  join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'),
+  '/usr/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js',
+  '/usr/share/nodejs/node-gyp/bin/node-gyp.js',
+];
+const args = ['rebuild'];
+if (existsSync('/usr/include/node/node_api.h')) args.push('--nodedir=/usr');
+
+const script = candidates.find((p) => existsSync(p));
+const res = script
+  ? spawnSync(process.execPath, [script, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' })
+  : spawnSync('node-gyp', args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+
+if (res.status === 0 && existsSync(join(root, 'build', 'Release', 'soci_gzip.node'))) {
+  console.log('native gzip engine built: build/Release/soci_gzip.node');
+} else {
+  const why = res.error ? res.error.message : (res.stderr || res.stdout || '').trim().split('\n').slice(-3).join(' | ');
+  console.warn(`warning: native gzip engine not built, the pure-JS engine will be used (${why || 'node-gyp failed'})`);
+}
+process.exit(0);

@@ -1,0 +1,119 @@
+/**
+ * `GET`/`HEAD /v2/<name>/blobs/<digest>`. Synthesized blobs (zTOCs, the `{}` config) come from the cache
+ * after the access check; every other blob streams from upstream without buffering. A single Range gets a
+ * 206 with `Content-Range` — also when the upstream ignored the Range and sent the whole blob, which the
+ * proxy then cuts itself — because a 200 silently corrupts lazy loading. Several ranges get a 400, on
+ * which soci falls back to single ranges.
+ */
+import { Readable } from 'node:stream';
+import { EMPTY_JSON_DIGEST } from '../oci/media-types.js';
+import { OciError } from '../oci/errors.js';
+import { isDigest } from '../oci/digest.js';
+import type { ArtifactRecords } from './artifacts.js';
+import type { AccessChecker } from './authz.js';
+import type { ClientCredentials, UpstreamRegistry } from './contracts.js';
+import type { ProxyEvents } from './events.js';
+import { parseRange, resolveRange, sliceStream } from './range.js';
+
+export interface BlobRequest {
+  upstream: UpstreamRegistry;
+  repo: string;
+  digest: string;
+  method: 'GET' | 'HEAD';
+  range: string | undefined;
+  credentials: ClientCredentials;
+}
+
+function baseHeaders(digest: string): Record<string, string> {
+  return {
+    'Content-Type': 'application/octet-stream',
+    'Docker-Content-Digest': digest,
+    'Docker-Distribution-API-Version': 'registry/2.0',
+    'Accept-Ranges': 'bytes',
+    Etag: `"${digest}"`,
+  };
+}
+
+function toWeb(body: AsyncIterable<Uint8Array>, count: (n: number) => void): ReadableStream<Uint8Array> {
+  async function* counted(): AsyncGenerator<Uint8Array> {
+    for await (const c of body) {
+      count(c.length);
+      yield c;
+    }
+  }
+  return Readable.toWeb(Readable.from(counted(), { objectMode: false })) as ReadableStream<Uint8Array>;
+}
+
+export class BlobService {
+  readonly #records: ArtifactRecords;
+  readonly #access: AccessChecker;
+  readonly #events: ProxyEvents;
+
+  constructor(deps: { records: ArtifactRecords; access: AccessChecker; events: ProxyEvents }) {
+    this.#records = deps.records;
+    this.#access = deps.access;
+    this.#events = deps.events;
+  }
+
+  async handle(req: BlobRequest): Promise<Response> {
+    if (!isDigest(req.digest)) throw new OciError('DIGEST_INVALID', `invalid digest ${JSON.stringify(req.digest.slice(0, 80))}`);
+    const spec = parseRange(req.range);
+    if (spec.kind === 'multi') throw new OciError('RANGE_INVALID', 'multiple ranges are not supported; request one range at a time', { status: 400 });
+
+    const synthesized = await this.#synthesized(req);
+    if (synthesized) return this.#serveBytes(req, synthesized, spec);
+
+    const single = spec.kind === 'single' ? spec : undefined;
+    const r = await req.upstream.getBlob(req.repo, req.digest, { method: req.method, range: single ? req.range : undefined, credentials: req.credentials });
+    const headers = baseHeaders(req.digest);
+    if (r.contentType) headers['Content-Type'] = r.contentType;
+    const count = (n: number): void => this.#events.publish({ type: 'bytes-served', kind: 'upstream-blob', bytes: n });
+    if (r.status === 206 && single) {
+      if (r.contentRange) headers['Content-Range'] = r.contentRange;
+      const m = r.contentRange ? /bytes (\d+)-(\d+)\//.exec(r.contentRange) : null;
+      if (m) headers['Content-Length'] = String(Number(m[2]) - Number(m[1]) + 1);
+      return new Response(req.method === 'HEAD' || !r.body ? null : toWeb(r.body, count), { status: 206, headers });
+    }
+    if (single && r.size !== undefined) {
+      // The upstream ignored the Range: cut it here rather than answer 200.
+      const range = resolveRange(single, r.size);
+      if (!range) {
+        r.body?.destroy?.();
+        return new Response(null, { status: 416, headers: { ...headers, 'Content-Range': `bytes */${r.size}` } });
+      }
+      headers['Content-Range'] = `bytes ${range.start}-${range.end}/${r.size}`;
+      headers['Content-Length'] = String(range.end - range.start + 1);
+      if (req.method === 'HEAD' || !r.body) {
+        r.body?.destroy?.();
+        return new Response(null, { status: 206, headers });
+      }
+      return new Response(toWeb(sliceStream(r.body, range.start, range.end), count), { status: 206, headers });
+    }
+    if (r.size !== undefined) headers['Content-Length'] = String(r.size);
+    return new Response(req.method === 'HEAD' || !r.body ? null : toWeb(r.body, count), { status: 200, headers });
+  }
+
+  async #synthesized(req: BlobRequest): Promise<Uint8Array | undefined> {
+    if (req.digest === EMPTY_JSON_DIGEST) return this.#records.cache.getBlob(req.digest).then((b) => b ?? new Uint8Array([0x7b, 0x7d]));
+    const rec = await this.#records.doc(req.digest);
+    if (!rec) return undefined;
+    await this.#access.check(req.upstream, req.repo, rec.source, req.credentials);
+    return this.#records.cache.getBlob(req.digest);
+  }
+
+  #serveBytes(req: BlobRequest, bytes: Uint8Array, spec: ReturnType<typeof parseRange>): Response {
+    const headers = baseHeaders(req.digest);
+    if (spec.kind === 'single') {
+      const range = resolveRange(spec, bytes.length);
+      if (!range) return new Response(null, { status: 416, headers: { ...headers, 'Content-Range': `bytes */${bytes.length}` } });
+      const slice = bytes.subarray(range.start, range.end + 1);
+      headers['Content-Range'] = `bytes ${range.start}-${range.end}/${bytes.length}`;
+      headers['Content-Length'] = String(slice.length);
+      this.#events.publish({ type: 'bytes-served', kind: 'synthesized', bytes: slice.length });
+      return new Response(req.method === 'HEAD' ? null : slice, { status: 206, headers });
+    }
+    headers['Content-Length'] = String(bytes.length);
+    this.#events.publish({ type: 'bytes-served', kind: 'synthesized', bytes: bytes.length });
+    return new Response(req.method === 'HEAD' ? null : bytes, { status: 200, headers });
+  }
+}
