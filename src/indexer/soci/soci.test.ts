@@ -191,7 +191,7 @@ describe('verifySociChain rejects broken chains', () => {
 
   test('SOCI index that Go would re-marshal differently (whitespace, artifactType)', async () => {
     const { fx, all } = setup();
-    const p = fx.platforms[1]?.sociIndex as { bytes: Uint8Array; manifest: never };
+    const p = fx.platforms[1]?.sociIndex as { bytes: Uint8Array };
     for (const variant of [
       new TextEncoder().encode(JSON.stringify(JSON.parse(text(p.bytes)), null, 1)),
       marshalManifest({ ...parseManifest(p.bytes), artifactType: MediaType.sociIndexV2 }),
@@ -206,7 +206,8 @@ describe('verifySociChain rejects broken chains', () => {
 
   test('zTOC naming a layer that is not in the manifest; wrong config type; missing platform', async () => {
     const { fx, all } = setup();
-    const bogus = buildSociIndex([{ mediaType: MediaType.ociLayerGzip, digest: D('nope'), size: 1 }], new Map([[D('nope'), { digest: fx.platforms[1]?.sociIndex?.manifest.layers[0]?.digest as string, size: fx.platforms[1]?.sociIndex?.manifest.layers[0]?.size as number }]]));
+    const realZtoc = parseManifest(fx.platforms[1]?.sociIndex?.bytes as Uint8Array).layers[0] as Descriptor;
+    const bogus = buildSociIndex([{ mediaType: MediaType.ociLayerGzip, digest: D('nope'), size: 1 }], new Map([[D('nope'), { digest: realZtoc.digest, size: realZtoc.size }]]));
     const img = buildSociImage(fx.top, [{ ...fx.platforms[1], sociIndex: bogus } as never]);
     const store = new Map([...all, ...[...img.documents].map(([k, v]) => [k, v.bytes] as const)]);
     await assert.rejects(run(img.index.bytes, store), /not a layer of/);

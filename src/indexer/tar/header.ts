@@ -111,16 +111,22 @@ export function parseNumeric(b: Uint8Array, start: number, len: number): Int64 |
   return v <= MAX_SAFE && v >= -MAX_SAFE ? Number(v) : v;
 }
 
-/** Unsigned and signed sums of the block, the checksum field counted as spaces. */
-function checksums(b: Uint8Array): [unsigned: number, signed: number] {
+/** The unsigned byte sum of the block, the checksum field counted as spaces. */
+function unsignedSum(b: Uint8Array): number {
   let sum = 0;
-  let high = 0;
+  for (let i = 0; i < BLOCK_SIZE; i++) sum += b[i] as number;
+  for (let i = 148; i < 156; i++) sum -= b[i] as number;
+  return sum + 8 * 0x20;
+}
+
+/** The signed (Sun tar) byte sum, the checksum field counted as spaces. */
+function signedSum(b: Uint8Array): number {
+  let sum = 0;
   for (let i = 0; i < BLOCK_SIZE; i++) {
     const c = i >= 148 && i < 156 ? 0x20 : (b[i] as number);
-    sum += c;
-    if (c >= 0x80) high++;
+    sum += c >= 0x80 ? c - 256 : c;
   }
-  return [sum, sum - 256 * high];
+  return sum;
 }
 
 function bytesEqual(b: Uint8Array, start: number, ascii: string): boolean {
@@ -131,8 +137,7 @@ function bytesEqual(b: Uint8Array, start: number, ascii: string): boolean {
 /** Go `block.getFormat`, or undefined when the checksum does not verify. */
 export function detectFormat(b: Uint8Array): TarFormat | undefined {
   const stored = parseOctal(b, 148, 8);
-  const [unsigned, signed] = checksums(b);
-  if (stored < 0 || (stored !== unsigned && stored !== signed)) return undefined;
+  if (stored < 0 || (stored !== unsignedSum(b) && stored !== signedSum(b))) return undefined;
   if (bytesEqual(b, 257, 'ustar\0')) return bytesEqual(b, 508, 'tar\0') ? 'star' : 'ustar';
   if (bytesEqual(b, 257, 'ustar ') && bytesEqual(b, 263, ' \0')) return 'gnu';
   return 'v7';

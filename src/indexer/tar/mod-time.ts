@@ -9,6 +9,10 @@
 const MIN_SEC = -62167219200;
 const MAX_SEC = 253402300799;
 
+/** A one-entry cache of the last whole-second result. */
+let lastSec = NaN;
+let lastText = '';
+
 /** Format `time.Unix(sec, nsec)` with `-1e9 < nsec < 1e9` (a negative nsec borrows a second, as Go does). */
 export function formatModTime(sec: number | bigint, nsec = 0): string {
   if (!Number.isInteger(nsec) || nsec <= -1e9 || nsec >= 1e9) throw new RangeError(`nsec out of range: ${nsec}`);
@@ -22,9 +26,12 @@ export function formatModTime(sec: number | bigint, nsec = 0): string {
     s = Number(big);
   }
   if (nsec < 0) nsec += 1e9;
+  if (s === lastSec && nsec === 0) return lastText; // layers repeat one mtime a lot
   // Date covers years 0..9999 exactly; toISOString gives "YYYY-MM-DDTHH:MM:SS.sssZ" for them.
   const iso = new Date(s * 1000).toISOString();
   let out = iso.slice(0, 19);
-  if (nsec !== 0) out += '.' + String(nsec).padStart(9, '0').replace(/0+$/, '');
-  return out + 'Z';
+  if (nsec !== 0) return `${out}.${String(nsec).padStart(9, '0').replace(/0+$/, '')}Z`;
+  lastSec = s;
+  lastText = `${out}Z`;
+  return lastText;
 }

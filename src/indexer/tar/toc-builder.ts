@@ -120,7 +120,7 @@ export class TarTocBuilder {
         this.#error = new CorruptLayer(problem, this.#pos, 'uncompressed');
         throw this.#error;
       }
-      if (this.#pad > 0) throw new CorruptLayer('x', 0); this.#archiveSize = this.#pos; // boundary, after one zero block, or inside padding
+      this.#archiveSize = this.#pos; // at a header boundary, after one zero block, or inside padding
     }
     return { entries: this.#entries, uncompressedArchiveSize: this.#archiveSize };
   }
