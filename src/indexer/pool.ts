@@ -49,6 +49,15 @@ function workerUrl(): URL {
   return new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
 }
 
+function newWorker(): Worker {
+  const url = workerUrl();
+  if (!url.pathname.endsWith('.ts')) return new Worker(url);
+  // Running from sources under `node --import tsx`: Node 20 does not give worker threads the parent's
+  // --import loader hooks, so the worker registers tsx itself before it loads worker.ts.
+  const tsx = import.meta.resolve('tsx/esm/api');
+  return new Worker(`import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(url.href)}); });`, { eval: true });
+}
+
 function rebuildError(e: { name: string; code?: string; message: string; offset?: number; where?: 'compressed' | 'uncompressed' }): Error {
   if (e.code === 'CORRUPT_LAYER') {
     const err = new CorruptLayer(e.message.replace(/ \(at (compressed|uncompressed) offset \d+\)$/, ''), e.offset ?? 0, e.where);
@@ -138,7 +147,7 @@ export class IndexerPool implements LayerIndexerService {
   }
 
   #spawn(): Slot {
-    const worker = new Worker(workerUrl());
+    const worker = newWorker();
     worker.unref();
     const slot: Slot = { worker, jobs: new Map() };
     worker.on('message', (msg: WorkerReply) => {

@@ -83,8 +83,8 @@ export const mixedImage = memo(async (): Promise<MixedImage> => {
 /** An OCI index over a linux/amd64 and a linux/arm64/v8 image (different layers each). */
 export const multiPlatformImage = memo(async (): Promise<BuiltIndex> => {
   const layout = tempDir('multi').path;
-  const amd = await buildImage({ layout, layers: [{ files: { 'arch.txt': 'amd64\n', 'bin/tool': randomBytes(16 * 1024, 11) } }], config: { arch: 'amd64' } });
-  const arm = await buildImage({ layout, layers: [{ files: { 'arch.txt': 'arm64\n', 'bin/tool': randomBytes(16 * 1024, 12) } }], config: { arch: 'arm64', variant: 'v8' } });
+  const amd = await buildImage({ layout, layers: [{ files: { 'arch.txt': 'amd64\n', 'bin/tool': randomBytes(96 * 1024, 11) } }], config: { arch: 'amd64' } });
+  const arm = await buildImage({ layout, layers: [{ files: { 'arch.txt': 'arm64\n', 'bin/tool': randomBytes(96 * 1024, 12) } }], config: { arch: 'arm64', variant: 'v8' } });
   return buildIndex({ layout, tag: 'multi', images: [amd, arm] });
 });
 

@@ -3,6 +3,7 @@
  * --upstream <url> ...extraArgs`, ready when GET /healthz answers 200. Requires a built dist/ (npm run
  * build). The flag names follow the CLI the lead is writing; adjust here if they change.
  */
+import { mkdirSync } from 'node:fs';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './ports.js';
@@ -38,6 +39,7 @@ export interface Proxy {
 export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
   const tmp = opts.dir === undefined ? tempDir('proxy') : undefined;
   const dir = opts.dir ?? tmp!.path;
+  mkdirSync(dir, { recursive: true });
   const port = await freePort();
   const host = `127.0.0.1:${port}`;
   const daemon = await startDaemon({

@@ -1,0 +1,157 @@
+/**
+ * The span cache of one layer (soci-format.md §6, §7.1): `getSpan(id)` fetches a span's compressed range
+ * `[start, end)` from the blob once, checks it against `span_digests[id]` (a mismatch is refetched once,
+ * then it is a `CorruptLayer`), inflates it and keeps the inflated bytes in a small in-memory LRU and a
+ * bounded on-disk cache dir. Concurrent requests for one span share one fetch. Disk files are named
+ * `<layer digest hex>-<span id>` and written as temp + rename, so a crash never leaves a partial span;
+ * a disk file of the wrong length is ignored and refetched. `read(offset, length)` serves any
+ * uncompressed range of the tar stream through the cache.
+ */
+import { mkdirSync, readdirSync, statSync } from 'node:fs';
+import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import { CorruptLayer } from '../../oci/errors.js';
+import type { RangeSource, ZtocReader } from '../../indexer/reader.js';
+
+export interface SpanFetcherOptions {
+  reader: ZtocReader;
+  source: RangeSource;
+  /** `sha256:<hex>` of the layer blob: names the disk files. */
+  layerDigest: string;
+  /** Directory for inflated spans; none means memory only. Created if missing. */
+  cacheDir?: string;
+  /** Bound of this layer's disk files in bytes (default 512 MiB); oldest-used files go first. */
+  maxDiskBytes?: number;
+  /** Spans kept in memory (default 16). */
+  memorySpans?: number;
+}
+
+export interface SpanFetcherStats {
+  fetches: number;
+  compressedBytes: number;
+  digestMismatches: number;
+  memoryHits: number;
+  diskHits: number;
+}
+
+export class SpanFetcher {
+  readonly reader: ZtocReader;
+  readonly stats: SpanFetcherStats = { fetches: 0, compressedBytes: 0, digestMismatches: 0, memoryHits: 0, diskHits: 0 };
+  readonly #source: RangeSource;
+  readonly #prefix: string;
+  readonly #dir: string | undefined;
+  readonly #maxDisk: number;
+  readonly #memory: LRUCache<number, Uint8Array>;
+  readonly #inflight = new Map<number, Promise<Uint8Array>>();
+  /** Disk files of this layer by span id, in least-recently-used-first order (Map insertion order). */
+  readonly #disk = new Map<number, number>();
+  #diskBytes = 0;
+
+  constructor(opts: SpanFetcherOptions) {
+    this.reader = opts.reader;
+    this.#source = opts.source;
+    this.#prefix = opts.layerDigest.replace(/^sha256:/, '').replace(/[^0-9a-zA-Z]/g, '_');
+    this.#dir = opts.cacheDir;
+    this.#maxDisk = opts.maxDiskBytes ?? 512 * 1024 * 1024;
+    this.#memory = new LRUCache({ max: Math.max(1, opts.memorySpans ?? 16) });
+    if (this.#dir !== undefined) {
+      mkdirSync(this.#dir, { recursive: true });
+      for (const name of readdirSync(this.#dir)) {
+        const m = new RegExp(`^${this.#prefix}-(\\d+)$`).exec(name);
+        if (m) {
+          const size = statSync(join(this.#dir, name)).size;
+          this.#disk.set(Number(m[1]), size);
+          this.#diskBytes += size;
+        }
+      }
+    }
+  }
+
+  /** The inflated bytes of span `id`. */
+  getSpan(id: number): Promise<Uint8Array> {
+    const hot = this.#memory.get(id);
+    if (hot !== undefined) {
+      this.stats.memoryHits++;
+      return Promise.resolve(hot);
+    }
+    let p = this.#inflight.get(id);
+    if (p === undefined) {
+      p = this.#load(id).finally(() => this.#inflight.delete(id));
+      this.#inflight.set(id, p);
+    }
+    return p;
+  }
+
+  /** The uncompressed bytes [offset, offset + length) of the layer's tar stream. */
+  read(offset: number, length: number): Promise<Uint8Array> {
+    return this.reader.readRange(this.#source, offset, length, (id) => this.getSpan(id));
+  }
+
+  async #load(id: number): Promise<Uint8Array> {
+    const span = this.reader.spans[id];
+    if (span === undefined) throw new RangeError(`span ${id} outside 0..${this.reader.spans.length - 1}`);
+    const want = span.outEnd - span.outStart;
+    const cached = await this.#readDisk(id, want);
+    if (cached !== undefined) {
+      this.stats.diskHits++;
+      this.#memory.set(id, cached);
+      return cached;
+    }
+    let compressed: Uint8Array | undefined;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const got = await this.#source.read(span.start, span.end);
+      this.stats.fetches++;
+      this.stats.compressedBytes += got.length;
+      if (got.length === span.end - span.start && this.reader.verifySpan(id, got)) {
+        compressed = got;
+        break;
+      }
+      this.stats.digestMismatches++;
+    }
+    if (compressed === undefined) throw new CorruptLayer(`span ${id} does not match its digest ${span.digest} after a refetch`, span.start);
+    const data = this.reader.decompressSpan(id, compressed);
+    if (data.length !== want) throw new CorruptLayer(`span ${id} inflated to ${data.length} bytes, expected ${want}`, span.start);
+    this.#memory.set(id, data);
+    await this.#writeDisk(id, data).catch(() => undefined); // a full or broken disk only costs a refetch
+    return data;
+  }
+
+  async #readDisk(id: number, want: number): Promise<Uint8Array | undefined> {
+    if (this.#dir === undefined || !this.#disk.has(id)) return undefined;
+    const size = this.#disk.get(id) as number;
+    this.#disk.delete(id);
+    this.#disk.set(id, size); // most recently used
+    try {
+      const buf = await readFile(join(this.#dir, `${this.#prefix}-${id}`));
+      if (buf.length === want) return new Uint8Array(buf.buffer, buf.byteOffset, buf.length);
+    } catch {
+      // gone or unreadable: refetch
+    }
+    this.#disk.delete(id);
+    this.#diskBytes -= size;
+    return undefined;
+  }
+
+  async #writeDisk(id: number, data: Uint8Array): Promise<void> {
+    if (this.#dir === undefined || data.length > this.#maxDisk) return;
+    while (this.#diskBytes + data.length > this.#maxDisk && this.#disk.size > 0) {
+      const [oldest, size] = this.#disk.entries().next().value as [number, number];
+      this.#disk.delete(oldest);
+      this.#diskBytes -= size;
+      await unlink(join(this.#dir, `${this.#prefix}-${oldest}`)).catch(() => undefined);
+    }
+    const final = join(this.#dir, `${this.#prefix}-${id}`);
+    const tmp = `${final}.tmp-${randomBytes(6).toString('hex')}`;
+    try {
+      await writeFile(tmp, data);
+      await rename(tmp, final);
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+    this.#disk.set(id, data.length);
+    this.#diskBytes += data.length;
+  }
+}
