@@ -50,7 +50,9 @@ export class ZtocReader {
       if (max !== ztoc.maxSpanId) throw new RangeError(`tar zinfo gives max span id ${max}, zTOC says ${ztoc.maxSpanId}`);
       this.spans = Array.from({ length: max + 1 }, (_, id) => {
         const r = tarSpanRange(id, tz.size, tz.spanSize);
-        return { id, start: r.start, end: r.end, outStart: r.start, outEnd: id === max ? ztoc.uncompressedArchiveSize : r.end, digest: ztoc.spanDigests[id] ?? '' };
+        // The blob is the tar: a span's uncompressed range is its byte range. (Clamping the last span to
+        // uncompressed_archive_size, which ends before the tar's padding, could make outEnd < outStart.)
+        return { id, start: r.start, end: r.end, outStart: r.start, outEnd: r.end, digest: ztoc.spanDigests[id] ?? '' };
       });
     }
   }

@@ -1,0 +1,175 @@
+/**
+ * Mounts one layer read-only with fuse-native (test-environment.md §7): the `LayerTree` gives names,
+ * attributes and xattrs; regular-file reads go through the layer's `SpanFetcher`, so only the spans a read
+ * touches are fetched. A failed or slow read is `EIO` after `readTimeoutMs` (never a hung process in the
+ * container); every write operation is `EROFS`. fuse-native speaks libfuse 2's path-based API, which
+ * replaces `st_ino` unless `use_ino` is set; it has no option for that, so `use_ino` rides along in the
+ * `fsname` option string (libfuse splits `-o` values at commas), which makes hard links report one inode.
+ * Unmount overlays that use this mount as a lowerdir before calling `unmount()` (§9).
+ */
+import { execFile } from 'node:child_process';
+import Fuse, { type FuseOps, type FuseStat } from 'fuse-native';
+import type { LayerNode, LayerTree } from './layer-tree.js';
+
+/** What the filesystem needs to read file content: uncompressed tar-stream ranges. */
+export interface LayerContent {
+  read(offset: number, length: number): Promise<Uint8Array>;
+}
+
+export interface MountLayerOptions {
+  /** Deadline of one FUSE read in ms (default 20 s); past it the read returns EIO. */
+  readTimeoutMs?: number;
+  /** Pass `allow_other` so other users (containers) can read (default true). */
+  allowOther?: boolean;
+  /** Kernel attribute/entry cache seconds (default 3600: a layer never changes). */
+  cacheSeconds?: number;
+  /** Called with each read error (for logs); the reader sees EIO. */
+  onReadError?: (path: string, err: unknown) => void;
+  /** fsname shown in /proc/mounts (default `soci-layer`). */
+  fsname?: string;
+}
+
+export interface MountedLayer {
+  readonly mountpoint: string;
+  unmount(): Promise<void>;
+}
+
+const O_ACCMODE = 3;
+const W_OK = 2;
+const READ_ONLY_OPS = [
+  'write', 'create', 'unlink', 'mkdir', 'rmdir', 'rename', 'link', 'symlink', 'chmod', 'chown', 'truncate',
+  'ftruncate', 'utimens', 'mknod', 'setxattr', 'removexattr', 'fsync', 'fsyncdir', 'flush',
+] as const;
+
+function statOf(n: LayerNode): FuseStat {
+  return {
+    mode: n.mode, uid: n.uid, gid: n.gid, size: n.size, nlink: n.nlink, ino: n.ino, rdev: n.rdev,
+    blksize: 4096, blocks: Math.ceil(n.size / 512), atime: n.mtimeMs, mtime: n.mtimeMs, ctime: n.mtimeMs,
+  };
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+function run(cmd: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => execFile(cmd, args, { timeout: 10_000 }, (err) => (err ? reject(err) : resolve())));
+}
+
+/** The fuse-native operation table of a mounted layer (exported for tests of the ops themselves). */
+export function layerOps(tree: LayerTree, content: LayerContent, opts: MountLayerOptions = {}): FuseOps {
+  const readTimeout = opts.readTimeoutMs ?? 20_000;
+  const open = new Map<number, LayerNode>();
+  let nextFd = 1;
+  const ops: FuseOps = {
+    init: (cb) => cb(0),
+    getattr(path, cb) {
+      const n = tree.lookup(path);
+      if (n === undefined) return cb(Fuse.ENOENT);
+      cb(0, statOf(n));
+    },
+    fgetattr(path, fd, cb) {
+      const n = open.get(fd) ?? tree.lookup(path);
+      if (n === undefined) return cb(Fuse.ENOENT);
+      cb(0, statOf(n));
+    },
+    access(path, mode, cb) {
+      if (tree.lookup(path) === undefined) return cb(Fuse.ENOENT);
+      cb(mode & W_OK ? Fuse.EROFS : 0);
+    },
+    statfs(_path, cb) {
+      let blocks = 0;
+      for (const n of tree.byIno.values()) blocks += Math.ceil(n.size / 4096);
+      cb(0, { bsize: 4096, frsize: 4096, blocks, bfree: 0, bavail: 0, files: tree.byIno.size, ffree: 0, favail: 0, namemax: 255 });
+    },
+    readdir(path, cb) {
+      const n = tree.lookup(path);
+      if (n === undefined) return cb(Fuse.ENOENT);
+      if (n.children === undefined) return cb(Fuse.ENOTDIR);
+      const names = ['.', '..', ...n.children.keys()];
+      const stats = [statOf(n), statOf(n), ...[...n.children.values()].map(statOf)];
+      cb(0, names, stats);
+    },
+    readlink(path, cb) {
+      const n = tree.lookup(path);
+      if (n === undefined) return cb(Fuse.ENOENT);
+      if (n.kind !== 'symlink') return cb(Fuse.EINVAL);
+      cb(0, n.linkTarget);
+    },
+    open(path, flags, cb) {
+      const n = tree.lookup(path);
+      if (n === undefined) return cb(Fuse.ENOENT);
+      if ((flags & O_ACCMODE) !== 0) return cb(Fuse.EROFS);
+      if (n.kind === 'dir') return cb(Fuse.EISDIR);
+      const fd = nextFd++;
+      open.set(fd, n);
+      cb(0, fd);
+    },
+    read(path, fd, buf, len, pos, cb) {
+      const n = open.get(fd) ?? tree.lookup(path);
+      if (n === undefined) return cb(Fuse.ENOENT);
+      if (n.kind !== 'reg') return cb(Fuse.EINVAL);
+      const want = Math.max(0, Math.min(len, n.size - pos));
+      if (want === 0) return cb(0);
+      withTimeout(content.read(n.offset + pos, want), readTimeout, `read of ${path}`).then(
+        (data) => {
+          Buffer.from(data.buffer, data.byteOffset, data.length).copy(buf, 0, 0, want);
+          cb(want);
+        },
+        (err: unknown) => {
+          opts.onReadError?.(path, err);
+          cb(Fuse.EIO);
+        },
+      );
+    },
+    release(_path, fd, cb) {
+      open.delete(fd);
+      cb(0);
+    },
+    getxattr(path, name, _position, cb) {
+      const n = tree.lookup(path);
+      if (n === undefined) return cb(Fuse.ENOENT);
+      cb(0, n.xattrs.get(name) ?? null);
+    },
+    listxattr(path, cb) {
+      const n = tree.lookup(path);
+      if (n === undefined) return cb(Fuse.ENOENT);
+      cb(0, [...n.xattrs.keys()]);
+    },
+  };
+  for (const name of READ_ONLY_OPS) {
+    ops[name] = (...args: unknown[]) => (args[args.length - 1] as (e: number) => void)(Fuse.EROFS);
+  }
+  return ops;
+}
+
+/** Mounts `tree` at `mountpoint` (created if missing); resolves once the kernel has initialised it. */
+export async function mountLayer(mountpoint: string, tree: LayerTree, content: LayerContent, opts: MountLayerOptions = {}): Promise<MountedLayer> {
+  const readTimeout = opts.readTimeoutMs ?? 20_000;
+  const cacheSeconds = opts.cacheSeconds ?? 3600;
+  const fuse = new Fuse(mountpoint, layerOps(tree, content, opts), {
+    force: true,
+    mkdir: true,
+    allowOther: opts.allowOther ?? true,
+    fsname: `${(opts.fsname ?? 'soci-layer').replace(/[,\\]/g, '_')},use_ino`,
+    subtype: 'soci',
+    maxRead: 1024 * 1024,
+    kernelCache: true,
+    ...(cacheSeconds > 0 ? { attrTimeout: cacheSeconds, entryTimeout: cacheSeconds } : {}),
+    // fuse-native's own per-op deadline is a backstop behind ours.
+    timeout: readTimeout + 5_000,
+  });
+  await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())));
+  let done: Promise<void> | undefined;
+  return {
+    mountpoint: fuse.mnt,
+    unmount(): Promise<void> {
+      done ??= new Promise<void>((resolve) => fuse.unmount((err) => resolve(err ? run('fusermount', ['-uz', fuse.mnt]).catch(() => undefined) : undefined)));
+      return done;
+    },
+  };
+}
