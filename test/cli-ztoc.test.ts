@@ -59,7 +59,7 @@ describe('soci-proxy ztoc', () => {
     const b = cli('ztoc', 'build', gz, '--out', z2, '--span-size', '65536', '--engine', 'js');
     assert.equal(b.status, 0, b.stderr);
     assert.ok(readFileSync(z2).equals(bytes), 'two builds (native/auto and js) differ');
-    const r = await indexLayer([readFileSync(gz)], { mediaType: MediaType.ociLayerGzip, spanSize: 65536 });
+    const r = await indexLayer((async function* () { yield readFileSync(gz); })(), { mediaType: MediaType.ociLayerGzip, spanSize: 65536 });
     assert.ok(r.status === 'indexed' && Buffer.from(r.ztoc).equals(bytes), 'CLI and indexLayer differ');
   });
 

@@ -33,6 +33,11 @@ export interface IndexLayerOptions {
   expectedDigest?: string;
   /** When given, the blob must be exactly this long. */
   expectedSize?: number;
+  /**
+   * The caller hashes the blob itself (the worker pool does, on the reading thread, in parallel with the
+   * inflate); `expectedDigest` is then the caller's to check and the result's `layerDigest` is empty.
+   */
+  externalDigest?: boolean;
   /** Gzip-bomb guard: no zTOC for a layer inflating past this many bytes (default 64 GiB). */
   maxUncompressedSize?: number;
   /** Gzip-bomb guard: no zTOC when uncompressed/compressed exceeds this once past 64 MiB (default 1100; deflate's own limit is ~1032). */
@@ -72,9 +77,9 @@ export function skipByMediaType(mediaType: string): SkippedLayer | undefined {
 }
 
 export class LayerIndexer {
-  readonly #opts: Required<Omit<IndexLayerOptions, 'expectedDigest' | 'expectedSize'>> & Pick<IndexLayerOptions, 'expectedDigest' | 'expectedSize'>;
+  readonly #opts: Required<Omit<IndexLayerOptions, 'expectedDigest' | 'expectedSize' | 'externalDigest'>> & Pick<IndexLayerOptions, 'expectedDigest' | 'expectedSize'>;
   readonly #compression: 'gzip' | 'uncompressed';
-  readonly #hash: Hash = createHash('sha256');
+  readonly #hash: Hash | undefined;
   readonly #tar: TarTocBuilder;
   readonly #gzip: GzipCheckpointer | undefined;
   // uncompressed-tar span digests: the hasher of the span being filled and the finished digests
@@ -94,6 +99,7 @@ export class LayerIndexer {
     const skip = skipByMediaType(opts.mediaType);
     if (skip) throw new LayerSkipped(skip.code, skip.reason);
     this.#compression = layerCompression(opts.mediaType) as 'gzip' | 'uncompressed';
+    this.#hash = opts.externalDigest ? undefined : createHash('sha256');
     this.#opts = {
       mediaType: opts.mediaType,
       spanSize: opts.spanSize ?? SOCI_DEFAULTS.spanSize,
@@ -120,7 +126,7 @@ export class LayerIndexer {
   write(chunk: Uint8Array): void {
     if (this.#ended) throw new Error('LayerIndexer: write after end');
     if (chunk.length === 0) return;
-    this.#hash.update(chunk);
+    this.#hash?.update(chunk);
     this.#compressed += chunk.length;
     if (this.#opts.expectedSize !== undefined && this.#compressed > this.#opts.expectedSize) {
       throw new CorruptLayer(`layer is longer than its descriptor size ${this.#opts.expectedSize}`, this.#opts.expectedSize);
@@ -137,11 +143,11 @@ export class LayerIndexer {
   end(): LayerIndexResult {
     if (this.#ended) throw new Error('LayerIndexer: end called twice');
     this.#ended = true;
-    const layerDigest: Digest = `sha256:${this.#hash.digest('hex')}`;
+    const layerDigest = this.#hash ? (`sha256:${this.#hash.digest('hex')}` as Digest) : ('' as Digest);
     if (this.#opts.expectedSize !== undefined && this.#compressed !== this.#opts.expectedSize) {
       throw new CorruptLayer(`layer is ${this.#compressed} bytes, its descriptor says ${this.#opts.expectedSize}`, this.#compressed);
     }
-    if (this.#opts.expectedDigest !== undefined && layerDigest !== this.#opts.expectedDigest) {
+    if (this.#hash && this.#opts.expectedDigest !== undefined && layerDigest !== this.#opts.expectedDigest) {
       throw new CorruptLayer(`layer digest ${layerDigest} does not match ${this.#opts.expectedDigest}`, this.#compressed);
     }
     if (this.#compressed === 0) return { status: 'skipped', code: 'EMPTY_LAYER', reason: 'layer blob is empty' };
@@ -154,11 +160,7 @@ export class LayerIndexer {
       const zinfo = this.#gzip.end(archiveSize);
       const toc = this.#tar.end();
       ztoc = {
-        version: SOCI_DEFAULTS.ztocVersion,
-        buildToolIdentifier: this.#opts.buildToolIdentifier,
-        compressedArchiveSize: this.#compressed,
-        uncompressedArchiveSize: toc.uncompressedArchiveSize,
-        toc: toc.entries,
+        ...this.#ztocBase(toc),
         compressionAlgorithm: 'gzip',
         maxSpanId: zinfo.checkpoints.length - 1,
         spanDigests: zinfo.spanDigests,
@@ -173,11 +175,7 @@ export class LayerIndexer {
         throw new Error(`internal: ${this.#tarSpanDigests.length} tar span digests for max span id ${maxSpanId}`);
       }
       ztoc = {
-        version: SOCI_DEFAULTS.ztocVersion,
-        buildToolIdentifier: this.#opts.buildToolIdentifier,
-        compressedArchiveSize: this.#compressed,
-        uncompressedArchiveSize: toc.uncompressedArchiveSize,
-        toc: toc.entries,
+        ...this.#ztocBase(toc),
         compressionAlgorithm: 'uncompressed',
         maxSpanId,
         spanDigests: this.#tarSpanDigests,
@@ -195,6 +193,16 @@ export class LayerIndexer {
       spanCount: ztoc.maxSpanId + 1,
       fileCount: ztoc.toc.length,
       needsXattrs: needsXattrs(ztoc.toc),
+    };
+  }
+
+  #ztocBase(toc: { entries: FileMetadata[]; uncompressedArchiveSize: number }): Pick<Ztoc, 'version' | 'buildToolIdentifier' | 'compressedArchiveSize' | 'uncompressedArchiveSize' | 'toc'> {
+    return {
+      version: SOCI_DEFAULTS.ztocVersion,
+      buildToolIdentifier: this.#opts.buildToolIdentifier,
+      compressedArchiveSize: this.#compressed,
+      uncompressedArchiveSize: toc.uncompressedArchiveSize,
+      toc: toc.entries,
     };
   }
 

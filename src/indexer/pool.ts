@@ -10,8 +10,9 @@
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { CorruptLayer } from '../oci/errors.js';
-import { LayerIndexer, skipByMediaType, type IndexLayerOptions, type LayerIndexResult } from './layer-indexer.js';
-import { isSkip } from '../oci/errors.js';
+import { createHash } from 'node:crypto';
+import type { Digest } from '../oci/digest.js';
+import { indexLayer, skipByMediaType, type IndexLayerOptions, type LayerIndexResult } from './layer-indexer.js';
 
 export interface IndexerPoolOptions {
   /** Worker threads (default: number of cores, at least 1). 0 indexes on the calling thread. */
@@ -85,22 +86,28 @@ export class IndexerPool implements LayerIndexerService {
     if (this.#closed) throw new Error('indexer pool is closed');
     const early = skipByMediaType(opts.mediaType);
     if (early) return early;
-    if (this.#size === 0) return this.#indexInline(source, opts);
+    if (this.#size === 0) return indexLayer(source, opts);
     const slot = this.#pickSlot();
+    // The layer's sha256 runs here, on the reading thread, while the worker inflates (in parallel).
+    const hash = createHash('sha256');
+    let total = 0;
     const id = this.#nextId++;
     let job!: Job;
     const done = new Promise<LayerIndexResult>((resolve, reject) => {
       job = { id, resolve, reject, acked: 0, wake: undefined };
     });
     slot.jobs.set(id, job);
-    slot.worker.postMessage({ type: 'start', id, opts });
+    slot.worker.postMessage({ type: 'start', id, opts: { ...opts, externalDigest: true } });
     let sent = 0;
     let failed = false;
-    done.catch(() => { failed = true; });
+    // A skip or an error ends the job early; the source is then not read further.
+    done.then(() => { failed = true; }, () => { failed = true; });
     try {
       for await (const chunk of source) {
         if (failed) break;
         if (chunk.length === 0) continue;
+        hash.update(chunk);
+        total += chunk.length;
         const copy = new Uint8Array(chunk.length);
         copy.set(chunk);
         slot.worker.postMessage({ type: 'chunk', id, buf: copy }, [copy.buffer]);
@@ -115,24 +122,20 @@ export class IndexerPool implements LayerIndexerService {
       slot.jobs.delete(id);
       throw err;
     }
-    return done;
+    const result = await done;
+    if (result.status !== 'indexed') return result;
+    // An indexed result means the worker saw the whole stream: check the digest of what it saw.
+    const layerDigest: Digest = `sha256:${hash.digest('hex')}`;
+    if (opts.expectedDigest !== undefined && layerDigest !== opts.expectedDigest) {
+      throw new CorruptLayer(`layer digest ${layerDigest} does not match ${opts.expectedDigest}`, total);
+    }
+    return { ...result, layerDigest };
   }
 
   async close(): Promise<void> {
     this.#closed = true;
     const slots = this.#slots.splice(0);
     await Promise.all(slots.map((s) => s.worker.terminate()));
-  }
-
-  async #indexInline(source: AsyncIterable<Uint8Array>, opts: IndexLayerOptions): Promise<LayerIndexResult> {
-    try {
-      const ix = new LayerIndexer(opts);
-      for await (const chunk of source) ix.write(chunk);
-      return ix.end();
-    } catch (err) {
-      if (isSkip(err)) return { status: 'skipped', code: err.code, reason: err.message };
-      throw err;
-    }
   }
 
   #pickSlot(): Slot {

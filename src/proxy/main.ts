@@ -39,11 +39,14 @@ export function resolveSettings(argv: string[], env: NodeJS.ProcessEnv): ServeSe
   const configPath = (values.config as string | undefined) ?? env[envName('config')];
   let file: Record<string, unknown> = {};
   if (configPath) {
+    let parsed: unknown;
     try {
-      file = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+      parsed = JSON.parse(readFileSync(configPath, 'utf8'));
     } catch (err) {
-      throw new Error(`cannot read config file ${configPath}: ${(err as Error).message}`);
+      throw new Error(`cannot read config file ${configPath}: ${(err as Error).message.split('\n')[0]}`);
     }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error(`config file ${configPath} must hold a JSON object`);
+    file = parsed as Record<string, unknown>;
     const known = new Set(SERVE_OPTIONS.map((o) => configKey(o.flag)));
     for (const k of Object.keys(file)) if (!known.has(k)) throw new Error(`unknown key ${JSON.stringify(k)} in config file ${configPath}`);
   }
@@ -123,6 +126,12 @@ export function coreConfigFromSettings(s: ServeSettings): Partial<ProxyCoreConfi
   };
 }
 
+/** `--lock-ttl` in ms; a lock must outlive at least one renewal round trip, so under 1 s is refused. */
+function lockTtlMs(seconds: number): number {
+  if (seconds < 1) throw new Error(`--lock-ttl must be at least 1 second, got ${seconds}`);
+  return Math.round(seconds * 1000);
+}
+
 export async function serveMain(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const s = resolveSettings(argv, env);
   if (s.help) return 0;
@@ -143,6 +152,7 @@ export async function serveMain(argv: string[], env: NodeJS.ProcessEnv = process
     memoryBytes: s['memory-cache-bytes'] as number,
     diskBytes: s['cache-max-bytes'] as number,
     ...(s.redis ? { redisUrl: s.redis as string } : {}),
+    flight: { lockTtlMs: lockTtlMs(s['lock-ttl'] as number) },
   });
   if (cache.redis) logger.info({ redis: (s.redis as string).replace(/\/\/[^@/]*@/, '//[redacted]@') }, 'shared cache on Redis');
   const artifactCache = {

@@ -20,6 +20,7 @@ import type { ProxyEvents } from './events.js';
 import { ALL_MANIFEST_TYPES, accepts } from './accept.js';
 import { buildSociImage, isSociEnabled, type SociJobDeps, type UpstreamDocument } from './soci-job.js';
 import { errorCode } from '../oci/errors.js';
+import { TagCache, type TagResolution } from './tag-cache.js';
 
 export interface ManifestRequest {
   upstream: UpstreamRegistry;
@@ -57,9 +58,21 @@ export class ManifestService {
   readonly #d: ManifestServiceDeps;
   /** In-process single flight of image builds; the cache's runOnce extends it across replicas. */
   readonly #jobs = new Map<string, Promise<SociRecord>>();
+  readonly #tags: TagCache;
 
   constructor(deps: ManifestServiceDeps) {
     this.#d = deps;
+    this.#tags = new TagCache({ ttlMs: deps.config.tagCacheMs });
+  }
+
+  /** Tag → digest through the short tag cache (off by default: then always a HEAD upstream). */
+  async #resolveTag(req: ManifestRequest, tag: string, accept: readonly string[]): Promise<TagResolution> {
+    const key = { upstream: req.upstream.name, repo: req.repo, tag, accept, credentials: req.credentials };
+    const { resolution } = await this.#tags.resolve(key, async () => {
+      const h = await req.upstream.getManifest(req.repo, tag, { accept, method: 'HEAD', credentials: req.credentials });
+      return { mediaType: h.mediaType, digest: h.digest, size: h.size };
+    });
+    return resolution;
   }
 
   async handle(req: ManifestRequest): Promise<Response> {
@@ -91,7 +104,7 @@ export class ManifestService {
     const wantSoci = forced || (config.plainTags === 'soci' && config.indexMode !== 'off');
     if (!wantSoci || !accepts(req.accept, MediaType.ociIndex)) return this.#passthrough(req, tag);
 
-    const head = await req.upstream.getManifest(req.repo, tag, { accept: ALL_MANIFEST_TYPES, method: 'HEAD', credentials: req.credentials });
+    const head = await this.#resolveTag(req, tag, ALL_MANIFEST_TYPES);
     const original = { kind: 'manifest' as const, digest: head.digest };
     this.#d.access.remember(req.upstream, req.repo, original, req.credentials);
 
@@ -132,6 +145,12 @@ export class ManifestService {
   }
 
   async #passthrough(req: ManifestRequest, tag: string): Promise<Response> {
+    if (this.#tags.enabled) {
+      const head = await this.#resolveTag(req, tag, withAll(req.accept));
+      if (req.method === 'HEAD') return manifestResponse(head.mediaType, head.digest, head.size, undefined, 'HEAD');
+      const full = await req.upstream.getManifest(req.repo, head.digest, { accept: withAll(req.accept), method: 'GET', credentials: req.credentials });
+      return manifestResponse(full.mediaType, full.digest, full.size, full.bytes, 'GET');
+    }
     const r = await req.upstream.getManifest(req.repo, tag, { accept: withAll(req.accept), method: req.method, credentials: req.credentials });
     return manifestResponse(r.mediaType, r.digest, r.size, r.bytes, req.method);
   }

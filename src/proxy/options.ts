@@ -27,6 +27,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   { flag: 'cache-max-bytes', type: 'bytes', default: 10 * 1024 ** 3, description: 'Bound of the on-disk cache; least recently used artifacts are evicted past it.' },
   { flag: 'memory-cache-bytes', type: 'bytes', default: 256 * 1024 ** 2, description: 'Bound of the in-process cache tier.' },
   { flag: 'redis', type: 'string', description: 'Redis URL shared by replicas (redis://, rediss://; sentinel/cluster as ioredis accepts). Without it the cache is local only.' },
+  { flag: 'lock-ttl', type: 'seconds', default: 30, description: 'Expiry of a replica\'s indexing lock in Redis (renewed every third of it while the job runs); a crashed replica delays the others by at most this.' },
   { flag: 'span-size', type: 'bytes', default: 4 * 1024 * 1024, description: 'Uncompressed bytes per zTOC span.' },
   { flag: 'min-layer-size', type: 'bytes', default: 10 * 1024 * 1024, description: 'Layers smaller than this (compressed) get no zTOC and are fetched whole by the snapshotter.' },
   { flag: 'build-tool-id', type: 'string', default: 'AWS SOCI CLI v0.2', description: 'build_tool_identifier written into zTOCs and SOCI indexes (this value makes zTOCs byte-identical to the soci CLI).' },

@@ -1,0 +1,65 @@
+/**
+ * A short-lived tag → digest memory (`--tag-cache SECONDS`, `tagCacheMs`), for upstreams that rate-limit
+ * manifest requests (Docker Hub counts them). Tags go upstream first (STYLE.md §5): with the default 0 this
+ * cache is off and every by-tag request asks upstream. When on, a resolution is reused for at most
+ * `ttlMs`, and only by the same client credential: the key holds (upstream, repository, tag, the Accept
+ * set, a hash of the client's Authorization), so one client's resolution never answers another client,
+ * and a client whose credentials the upstream would refuse is never told a digest. Only the digest, media
+ * type and size are kept; bytes are always fetched by digest.
+ */
+import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import type { ClientCredentials } from './contracts.js';
+
+export interface TagResolution {
+  mediaType: string;
+  digest: string;
+  size: number;
+}
+
+export interface TagCacheKey {
+  upstream: string;
+  repo: string;
+  tag: string;
+  /** The Accept list the resolution was made with (different types may resolve differently). */
+  accept: readonly string[];
+  credentials: ClientCredentials;
+}
+
+export class TagCache {
+  readonly #lru: LRUCache<string, TagResolution> | undefined;
+
+  constructor(opts: { ttlMs: number; max?: number }) {
+    this.#lru = opts.ttlMs > 0 ? new LRUCache({ max: opts.max ?? 10_000, ttl: opts.ttlMs }) : undefined;
+  }
+
+  get enabled(): boolean {
+    return this.#lru !== undefined;
+  }
+
+  get(k: TagCacheKey): TagResolution | undefined {
+    return this.#lru?.get(keyOf(k));
+  }
+
+  set(k: TagCacheKey, r: TagResolution): void {
+    this.#lru?.set(keyOf(k), { mediaType: r.mediaType, digest: r.digest, size: r.size });
+  }
+
+  /**
+   * Resolves through the cache: a fresh entry is returned without calling `resolve`; otherwise `resolve`
+   * runs (upstream) and its answer is remembered.
+   */
+  async resolve(k: TagCacheKey, resolve: () => Promise<TagResolution>): Promise<{ resolution: TagResolution; cached: boolean }> {
+    const hit = this.get(k);
+    if (hit) return { resolution: hit, cached: true };
+    const r = await resolve();
+    this.set(k, r);
+    return { resolution: r, cached: false };
+  }
+}
+
+function keyOf(k: TagCacheKey): string {
+  const who = k.credentials.authorization ? createHash('sha256').update(k.credentials.authorization).digest('hex') : 'anonymous';
+  const accept = [...new Set(k.accept)].sort().join(',');
+  return [k.upstream, k.repo, k.tag, accept, who].join('\u0000');
+}
