@@ -8,4 +8,4 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   docker-registry containerd runc stargz-snapshotter skopeo umoci redis-server fuse3 \
-  pigz golang-go zlib1g-dev gcc g++ make python3 perl jq ca-certificates tar gzip attr >/dev/null
+  pigz golang-go zlib1g-dev gcc g++ make python3 perl jq ca-certificates tar gzip attr libfuse2 >/dev/null

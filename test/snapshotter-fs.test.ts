@@ -15,15 +15,25 @@ import { execFile, spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { createGzip } from 'node:zlib';
 import { indexLayer, ZtocReader, type IndexedLayer } from '../src/indexer/index.js';
 import { HttpRangeSource, SpanFetcher } from '../src/snapshotter/remote/index.js';
-import { buildLayerTree, mountLayer, type MountedLayer } from '../src/snapshotter/fs/index.js';
+import type { MountedLayer } from '../src/snapshotter/fs/index.js';
 
 const SPAN = 64 * 1024;
 const canRun = process.getuid?.() === 0 && existsSync('/dev/fuse') && spawnSync('python3', ['-c', '1']).status === 0;
-const skipReason = canRun ? false : 'needs root, /dev/fuse and python3 (skipped)';
+// fuse-native's addon needs libfuse.so.2 on the loader path (its bundled copy is named libfuse.so).
+// Probed in a child first: a failed dlopen inside this process leaves an unhandled rejection behind.
+const probe = canRun ? spawnSync(process.execPath, ['-e', "require('fuse-native')"], { encoding: 'utf8' }) : undefined;
+const fsMod = probe === undefined ? undefined
+  : probe.status !== 0 ? new Error(/libfuse[^\n]*/.exec(probe.stderr)?.[0] ?? probe.stderr.slice(0, 200))
+  : await import('../src/snapshotter/fs/index.js').catch((e: Error) => e);
+const skipReason = !canRun
+  ? 'needs root, /dev/fuse and python3 (skipped)'
+  : fsMod instanceof Error ? `fuse-native does not load: ${fsMod.message} (skipped)` : false;
+const { buildLayerTree, mountLayer } = (fsMod && !(fsMod instanceof Error) ? fsMod : {}) as typeof import('../src/snapshotter/fs/index.js');
 
 // Writes layer.tar and manifest.json (what every entry must look like through the mount).
 const FIXTURE_PY = String.raw`
@@ -143,7 +153,7 @@ describe('snapshotter fs: a layer mounted through FUSE', { skip: skipReason }, (
     });
     writeFileSync(join(dir, 'layer.tar.gz'), blob);
     expected = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Expected[];
-    const res = await indexLayer([blob], { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', spanSize: SPAN });
+    const res = await indexLayer((async function* () { yield blob; })(), { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', spanSize: SPAN });
     assert.equal(res.status, 'indexed');
     layer = res as IndexedLayer;
     reader = ZtocReader.fromBytes(layer.ztoc);
@@ -156,7 +166,7 @@ describe('snapshotter fs: a layer mounted through FUSE', { skip: skipReason }, (
   });
 
   after(async () => {
-    if (overlayMounted) spawnSync('umount', [join(dir, 'merged')]);
+    if (overlayMounted) await sh('umount', [join(dir, 'merged')]).catch(() => undefined);
     await faultMount?.unmount();
     await mounted?.unmount();
     if (srv) await new Promise((r) => srv.server.close(r));
@@ -215,11 +225,10 @@ describe('snapshotter fs: a layer mounted through FUSE', { skip: skipReason }, (
   });
 
   test('writes are refused', async () => {
-    const r = spawnSync('sh', ['-c', `echo x > ${join(mnt(), 'data/small.txt')}`], { encoding: 'utf8', timeout: 10_000 });
-    assert.notEqual(r.status, 0);
-    assert.match(r.stderr, /Read-only file system|Permission denied/);
-    const m = spawnSync('mkdir', [join(mnt(), 'newdir')], { encoding: 'utf8', timeout: 10_000 });
-    assert.match(m.stderr, /Read-only file system/);
+    // never spawnSync here: it would block the thread that serves the FUSE requests
+    await assert.rejects(sh('sh', ['-c', `echo x > ${join(mnt(), 'data/small.txt')}`]), /Read-only file system/);
+    await assert.rejects(sh('mkdir', [join(mnt(), 'newdir')]), /Read-only file system/);
+    await assert.rejects(sh('touch', [join(mnt(), 'data/r300k')]), /Read-only file system/);
   });
 
   test('overlay with the FUSE mount as lowerdir: whiteout hides, writes go up', async () => {
@@ -231,12 +240,15 @@ describe('snapshotter fs: a layer mounted through FUSE', { skip: skipReason }, (
     await sh('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${mnt()}:${join(dir, 'below')},upperdir=${join(dir, 'upper')},workdir=${join(dir, 'work')}`, join(dir, 'merged')]);
     overlayMounted = true;
     const m = join(dir, 'merged');
-    assert.equal(existsSync(join(m, 'wh/gone')), false, 'whited-out file hidden');
-    assert.equal(readFileSync(join(m, 'wh/other'), 'utf8'), 'visible');
-    assert.equal(existsSync(join(m, 'opq/old')), false, 'opaque dir hides lower content');
-    assert.equal(existsSync(join(m, 'opq/new')), true);
-    const small = await sh('cat', [join(m, 'data/small.txt')]);
-    assert.equal(small, 'hello soci\n');
+    // (only child processes look into the overlay: a sync call here would block the FUSE server)
+    const sha = (t: string): string => createHash('sha256').update(t).digest('hex');
+    const o = await inspect(m, ['wh/gone', 'wh/other', 'wh/kept', 'opq/old', 'opq/new', 'data/small.txt']);
+    assert.equal(o['wh/gone']?.error, 'ENOENT', 'whited-out file hidden');
+    assert.equal(o['wh/other']?.sha256, sha('visible'));
+    assert.equal(o['wh/kept']?.sha256, sha('kept'));
+    assert.equal(o['opq/old']?.error, 'ENOENT', 'opaque dir hides lower content');
+    assert.equal(o['opq/new']?.sha256, sha('new in opaque dir'));
+    assert.equal(o['data/small.txt']?.sha256, sha('hello soci\n'));
     await sh('sh', ['-c', `echo upper > ${join(m, 'data/written')} && echo changed > ${join(m, 'data/small.txt')}`]);
     assert.equal(readFileSync(join(dir, 'upper/data/written'), 'utf8'), 'upper\n');
     assert.equal(readFileSync(join(dir, 'upper/data/small.txt'), 'utf8'), 'changed\n');
@@ -258,7 +270,7 @@ describe('snapshotter fs: a layer mounted through FUSE', { skip: skipReason }, (
     const fuse = await readAll(mnt());
     const fuseWarm = await readAll(mnt());
     console.log(`[figures] blob ${blob.length} B, ${reader.spans.length} spans of ${SPAN} B; read all files: extracted ${disk.toFixed(1)} ms, FUSE (spans partly cached) ${fuse.toFixed(1)} ms, FUSE again ${fuseWarm.toFixed(1)} ms; bytes served ${srv.served.bytes} in ${srv.served.requests} requests`);
-    assert.ok(srv.served.bytes <= blob.length + SPAN, 'each span fetched about once');
+    assert.ok(srv.served.requests <= reader.spans.length, `${srv.served.requests} requests for ${reader.spans.length} spans: none fetched twice`);
   });
 
   test('fault: with the server gone a read is EIO within the deadline', async () => {

@@ -5,6 +5,7 @@
  * proxy then cuts itself — because a 200 silently corrupts lazy loading. Several ranges get a 400, on
  * which soci falls back to single ranges.
  */
+import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { EMPTY_JSON_DIGEST } from '../oci/media-types.js';
 import { OciError } from '../oci/errors.js';
@@ -42,6 +43,23 @@ function toWeb(body: AsyncIterable<Uint8Array>, count: (n: number) => void): Rea
     }
   }
   return Readable.toWeb(Readable.from(counted(), { objectMode: false })) as ReadableStream<Uint8Array>;
+}
+
+/**
+ * Passes a whole blob through while hashing it, holding back the last chunk until the digest verifies:
+ * on a mismatch (bytes damaged upstream or in transit) the stream fails before the response is complete,
+ * so the client sees a broken transfer, never a finished body with wrong bytes.
+ */
+async function* verified(body: AsyncIterable<Uint8Array>, digest: string): AsyncGenerator<Uint8Array> {
+  const hash = createHash('sha256');
+  let held: Uint8Array | undefined;
+  for await (const c of body) {
+    if (held) yield held;
+    hash.update(c);
+    held = c;
+  }
+  if (`sha256:${hash.digest('hex')}` !== digest) throw new OciError('DIGEST_INVALID', `upstream blob bytes do not match ${digest}`);
+  if (held) yield held;
 }
 
 export class BlobService {
@@ -90,7 +108,8 @@ export class BlobService {
       return new Response(toWeb(sliceStream(r.body, range.start, range.end), count), { status: 206, headers });
     }
     if (r.size !== undefined) headers['Content-Length'] = String(r.size);
-    return new Response(req.method === 'HEAD' || !r.body ? null : toWeb(r.body, count), { status: 200, headers });
+    const whole = r.body && req.digest.startsWith('sha256:') ? verified(r.body, req.digest) : r.body;
+    return new Response(req.method === 'HEAD' || !whole ? null : toWeb(whole, count), { status: 200, headers });
   }
 
   async #synthesized(req: BlobRequest): Promise<Uint8Array | undefined> {

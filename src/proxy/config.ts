@@ -18,6 +18,8 @@ export interface SociOptions {
   spanSizeAnnotation: boolean;
   /** Add `com.amazon.soci.disable-xattrs` where a layer needs no xattrs (`--optimizations xattr`). Default false. */
   xattrOptimization: boolean;
+  /** Gzip-bomb guard passed to the indexer: no zTOC for a layer inflating past this (default 64 GiB). */
+  maxUncompressedSize?: number;
 }
 
 export interface ProxyCoreConfig {
@@ -25,6 +27,8 @@ export interface ProxyCoreConfig {
   /** `wait`: hold a first request up to `indexWaitMs`; `background`: answer at once; `off`: never index. */
   indexMode: IndexMode;
   indexWaitMs: number;
+  /** How long a failed build keeps the image on its original manifest before the next attempt. Default 60 s. */
+  retryFailedAfterMs: number;
   /** What a plain tag answers: the SOCI-enabled image (`soci`, transparent) or the original. */
   plainTags: PlainTags;
   /** `<tag><suffix>` always answers the SOCI-enabled image of `<tag>`. Default `-soci`. */
@@ -52,6 +56,7 @@ export const DEFAULT_PROXY_CONFIG: ProxyCoreConfig = {
   },
   indexMode: 'wait',
   indexWaitMs: 120_000,
+  retryFailedAfterMs: 60_000,
   plainTags: 'soci',
   sociTagSuffix: '-soci',
   referrers: true,

@@ -6,7 +6,8 @@
  * Redis, and exits.
  */
 import { readFileSync } from 'node:fs';
-import { createServer as createHttpsServer } from 'node:https';
+import type { Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { parseArgs } from 'node:util';
 import { serve } from '@hono/node-server';
 import pino from 'pino';
@@ -116,9 +117,11 @@ export function coreConfigFromSettings(s: ServeSettings): Partial<ProxyCoreConfi
       buildToolIdentifier: s['build-tool-id'] as string,
       spanSizeAnnotation: true,
       xattrOptimization: false,
+      maxUncompressedSize: s['max-layer-uncompressed'] as number,
     },
     indexMode: s['index-mode'] as ProxyCoreConfig['indexMode'],
     indexWaitMs: (s['index-wait'] as number) * 1000,
+    retryFailedAfterMs: (s['retry-failed-after'] as number) * 1000,
     plainTags: s['plain-tags'] as ProxyCoreConfig['plainTags'],
     sociTagSuffix: s['soci-tag-suffix'] as string,
     referrers: s.referrers as boolean,
@@ -132,19 +135,59 @@ function lockTtlMs(seconds: number): number {
   return Math.round(seconds * 1000);
 }
 
+/** SOCI_PROXY_* variables that name no setting (typos). Kubernetes service links of a Service named
+ * `soci-proxy` (SOCI_PROXY_SERVICE_HOST, SOCI_PROXY_PORT_5000_TCP, ...) are not reported. */
+export function unknownEnvNames(env: NodeJS.ProcessEnv): string[] {
+  const known = new Set(SERVE_OPTIONS.map((o) => envName(o.flag)));
+  return Object.keys(env)
+    .filter((k) => k.startsWith('SOCI_PROXY_') && !known.has(k))
+    .filter((k) => !/^SOCI_PROXY_(SERVICE_HOST|SERVICE_PORT(_.+)?|PORT(_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)$/.test(k))
+    .sort();
+}
+
+/** `--listen HOST:PORT` ([v6]:PORT too); throws naming the setting. */
+export function parseListen(listen: string): { host: string; port: number } {
+  const m = /^(.+):(\d{1,5})$/.exec(listen);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new Error(`--listen must be HOST:PORT with a port 0-65535, got ${JSON.stringify(listen)}`);
+  return { host: (m[1] as string).replace(/^\[(.*)\]$/, '$1'), port };
+}
+
+const REDIS_SCHEMES = ['redis:', 'rediss:', 'redis+sentinel:', 'rediss+sentinel:', 'redis+cluster:', 'rediss+cluster:'];
+
+function checkRedisUrl(url: string): void {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new Error(`--redis must be a URL such as redis://redis:6379, got ${JSON.stringify(url.replace(/\/\/[^@/]*@/, '//…@'))}`);
+  }
+  if (!REDIS_SCHEMES.includes(u.protocol)) throw new Error(`--redis: unsupported scheme ${JSON.stringify(u.protocol)} (use ${REDIS_SCHEMES.map((x) => x.slice(0, -1)).join(', ')})`);
+}
+
+function readPem(path: string, flag: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new Error(`cannot read --${flag} ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
 export async function serveMain(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const s = resolveSettings(argv, env);
   if (s.help) return 0;
+  // Every check that can fail on a wrong value runs before anything is opened or bound.
   const upstreams = upstreamsFromSettings(s);
   const core = coreConfigFromSettings(s);
   const listen = s.listen as string;
-  const m = /^(.*):(\d+)$/.exec(listen);
-  if (!m) throw new Error(`--listen must be HOST:PORT, got ${JSON.stringify(listen)}`);
-  const host = (m[1] as string).replace(/^\[(.*)\]$/, '$1');
-  const port = Number(m[2]);
+  const { host, port } = parseListen(listen);
   if ((s['tls-cert'] === undefined) !== (s['tls-key'] === undefined)) throw new Error('--tls-cert and --tls-key go together');
+  const tls = s['tls-cert'] ? { cert: readPem(s['tls-cert'] as string, 'tls-cert'), key: readPem(s['tls-key'] as string, 'tls-key') } : undefined;
+  if (s.redis) checkRedisUrl(s.redis as string);
 
   const logger = pino({ level: s['log-level'] as string, redact: { paths: ['req.headers.authorization', 'headers.authorization', 'authorization', 'password', 'token'], censor: '[redacted]' } });
+  const unknown = unknownEnvNames(env);
+  if (unknown.length) logger.warn({ unknown }, 'ignoring SOCI_PROXY_* variables that name no setting (see soci-proxy serve --help)');
   const events = channelEvents();
   const metrics = createMetrics();
   const cache = await openCache({
@@ -165,42 +208,63 @@ export async function serveMain(argv: string[], env: NodeJS.ProcessEnv = process
   const workers = s.workers as number;
   const pool = new IndexerPool(workers > 0 ? { size: workers } : {});
   const router = new ConfiguredRouter(upstreams, events);
-  const { app, drain } = createProxyApp({ router, cache: artifactCache, indexer: pool, logger, config: core, events, metrics: metrics.render });
+  let stopping = false;
+  const { app, drain } = createProxyApp({
+    router,
+    cache: artifactCache,
+    indexer: pool,
+    logger,
+    config: core,
+    events,
+    metrics: metrics.render,
+    // Not ready while shutting down, so a load balancer stops sending new requests on kept-alive connections.
+    ready: () => Promise.resolve(!stopping),
+  });
 
   const server = serve({
     fetch: app.fetch,
     hostname: host,
     port,
-    ...(s['tls-cert'] ? { createServer: createHttpsServer, serverOptions: { cert: readFileSync(s['tls-cert'] as string), key: readFileSync(s['tls-key'] as string) } } : {}),
-  });
+    ...(tls ? { createServer: createHttpsServer, serverOptions: tls } : {}),
+  }) as HttpServer | HttpsServer;
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', reject);
   });
-  logger.info({ listen, upstreams: upstreams.upstreams.map((u) => ({ name: u.name, url: u.url })), default: upstreams.defaultUpstream, indexMode: core.indexMode }, 'soci-proxy listening');
+  logger.info({ listen, tls: tls !== undefined, upstreams: upstreams.upstreams.map((u) => ({ name: u.name, url: u.url })), default: upstreams.defaultUpstream, indexMode: core.indexMode }, 'soci-proxy listening');
 
-  return new Promise<number>((resolve) => {
-    let stopping = false;
+  const code = await new Promise<number>((resolve) => {
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
-      const deadline = (s['shutdown-timeout'] as number) * 1000;
-      logger.info({ signal, deadlineMs: deadline }, 'shutting down: finishing in-flight work');
+      const deadlineMs = (s['shutdown-timeout'] as number) * 1000;
+      const started = Date.now();
+      logger.info({ signal, deadlineMs }, 'shutting down: no new connections; finishing in-flight responses and index jobs');
+      // Past the deadline: cut the remaining connections and exit 1 (work was dropped; FleetFlight locks
+      // still held expire after their TTL, so another replica takes the job over).
       const timer = setTimeout(() => {
-        logger.warn('shutdown deadline reached; exiting');
-        resolve(0);
-      }, deadline);
-      timer.unref();
-      server.close();
-      void Promise.allSettled([drain()])
+        logger.warn({ ms: Date.now() - started }, 'shutdown deadline reached; dropping remaining work');
+        server.closeAllConnections();
+        resolve(1);
+      }, deadlineMs);
+      // Kept-alive connections become idle after their response; close them as they do.
+      const idle = setInterval(() => server.closeIdleConnections(), 100);
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      void Promise.allSettled([closed, drain()])
+        // Index jobs have finished here, so every Redis lock they held is released; then close Redis.
         .then(() => Promise.allSettled([pool.close(), router.close(), cache.close()]))
         .then(() => {
           clearTimeout(timer);
+          clearInterval(idle);
           metrics.close();
+          logger.info({ ms: Date.now() - started }, 'shutdown complete');
           resolve(0);
         });
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+  // A handle that something forgot to close must not keep a stopped proxy alive.
+  setTimeout(() => process.exit(code), 2000).unref();
+  return code;
 }

@@ -40,9 +40,6 @@ export interface ManifestServiceDeps {
   events: ProxyEvents;
 }
 
-/** How long a failed build keeps the image on its original manifest before the next attempt. */
-const FAILURE_TTL_MS = 60_000;
-
 export function manifestResponse(mediaType: string, digest: string, size: number, bytes: Uint8Array | undefined, method: 'GET' | 'HEAD'): Response {
   const headers = {
     'Content-Type': mediaType,
@@ -173,7 +170,8 @@ export class ManifestService {
         const message = err instanceof Error ? err.message : String(err);
         log.warn({ code, err: message }, 'SOCI build failed; serving the original image');
         events.publish({ type: 'image-failed', upstream: req.upstream.name, repo: req.repo, digest: doc.digest, ms: Date.now() - started, code });
-        await records.putFailure(doc.digest, `${code}: ${message}`, FAILURE_TTL_MS).catch(() => undefined);
+        const ttl = this.#d.config.retryFailedAfterMs;
+        if (ttl > 0) await records.putFailure(doc.digest, `${code}: ${message}`, ttl).catch(() => undefined);
         throw err;
       })
       .finally(() => this.#jobs.delete(key));

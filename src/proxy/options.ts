@@ -33,6 +33,8 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   { flag: 'build-tool-id', type: 'string', default: 'AWS SOCI CLI v0.2', description: 'build_tool_identifier written into zTOCs and SOCI indexes (this value makes zTOCs byte-identical to the soci CLI).' },
   { flag: 'index-mode', type: 'enum', values: ['wait', 'background', 'off'], default: 'wait', description: 'wait: hold the first request up to --index-wait; background: answer with the original at once and index behind it; off: never index.' },
   { flag: 'index-wait', type: 'seconds', default: 120, description: 'How long a first request waits for indexing in wait mode before it gets the original image.' },
+  { flag: 'retry-failed-after', type: 'seconds', default: 60, description: 'After an image failed to index (upstream error, corrupt layer), answer its original this long before indexing is tried again.' },
+  { flag: 'max-layer-uncompressed', type: 'bytes', default: 64 * 1024 ** 3, description: 'Gzip-bomb guard: a layer that inflates past this gets no zTOC (it is still served, unindexed).' },
   { flag: 'plain-tags', type: 'enum', values: ['soci', 'original'], default: 'soci', description: 'What a plain tag answers: the SOCI-enabled image (transparent) or the original.' },
   { flag: 'soci-tag-suffix', type: 'string', default: '-soci', description: 'TAG<suffix> always answers the SOCI-enabled image of TAG.' },
   { flag: 'referrers', type: 'bool', default: true, description: 'Answer /referrers/<digest> with SOCI index v1 descriptors for original manifests.' },

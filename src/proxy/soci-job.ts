@@ -191,6 +191,7 @@ async function indexLayerOnce(deps: SociJobDeps, upstream: UpstreamRegistry, rep
         buildToolIdentifier: deps.soci.buildToolIdentifier,
         expectedDigest: layer.digest,
         expectedSize: layer.size,
+        ...(deps.soci.maxUncompressedSize !== undefined ? { maxUncompressedSize: deps.soci.maxUncompressedSize } : {}),
       });
     } finally {
       r.body.destroy?.();

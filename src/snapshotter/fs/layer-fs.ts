@@ -38,7 +38,7 @@ const O_ACCMODE = 3;
 const W_OK = 2;
 const READ_ONLY_OPS = [
   'write', 'create', 'unlink', 'mkdir', 'rmdir', 'rename', 'link', 'symlink', 'chmod', 'chown', 'truncate',
-  'ftruncate', 'utimens', 'mknod', 'setxattr', 'removexattr', 'fsync', 'fsyncdir', 'flush',
+  'ftruncate', 'utimens', 'mknod', 'setxattr', 'removexattr',
 ] as const;
 
 function statOf(n: LayerNode): FuseStat {

@@ -1,0 +1,116 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
+import { indexLayer, ZtocReader, type IndexedLayer, type RangeSource } from '../../indexer/index.js';
+import { HttpRangeSource, SpanFetcher } from './index.js';
+
+function tarOf(data: Buffer): Buffer {
+  const h = Buffer.alloc(512);
+  h.write('f', 0); h.write('0000644\0', 100); h.write('0000000\0', 108); h.write('0000000\0', 116);
+  h.write(data.length.toString(8).padStart(11, '0') + '\0', 124); h.write('00000000000\0', 136);
+  h.write('        ', 148); h.write('0', 156); h.write('ustar\0' + '00', 257);
+  let sum = 0; for (const b of h) sum += b;
+  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
+  const pad = Buffer.alloc((512 - (data.length % 512)) % 512);
+  return Buffer.concat([h, data, pad, Buffer.alloc(1024)]);
+}
+
+const content = randomBytes(200_000);
+const blob = gzipSync(tarOf(content));
+const layer = (await indexLayer((async function* () { yield blob; })(), { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', spanSize: 32 * 1024 })) as IndexedLayer;
+const reader = ZtocReader.fromBytes(layer.ztoc);
+const fileOffset = reader.ztoc.toc[0]!.uncompressedOffset;
+
+class CountingSource implements RangeSource {
+  calls = 0;
+  corrupt = 0;
+  async read(start: number, end: number): Promise<Uint8Array> {
+    this.calls++;
+    await new Promise((r) => setTimeout(r, 5));
+    const out = Uint8Array.from(blob.subarray(start, end));
+    if (this.corrupt > 0) { this.corrupt--; out[0] = (out[0] ?? 0) ^ 1; }
+    return out;
+  }
+}
+
+test('concurrent reads of one span share a fetch; content is exact', async () => {
+  const src = new CountingSource();
+  const f = new SpanFetcher({ reader, source: src, layerDigest: layer.layerDigest });
+  const [a, b] = await Promise.all([f.getSpan(1), f.getSpan(1)]);
+  assert.equal(a, b);
+  assert.equal(src.calls, 1);
+  const all = await f.read(fileOffset, content.length);
+  assert.ok(Buffer.from(all).equals(content));
+  assert.equal(src.calls, reader.spans.filter((s) => s.outStart < fileOffset + content.length).length);
+});
+
+test('a digest mismatch is refetched once, then an error', async () => {
+  const src = new CountingSource();
+  src.corrupt = 1;
+  const f = new SpanFetcher({ reader, source: src, layerDigest: layer.layerDigest });
+  await f.getSpan(0);
+  assert.equal(f.stats.digestMismatches, 1);
+  src.corrupt = 2;
+  await assert.rejects(f.getSpan(2), (e: { code?: string }) => e.code === 'CORRUPT_LAYER');
+  assert.equal(src.calls, 4);
+});
+
+test('disk cache: reused by a new fetcher, bounded', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spans-'));
+  try {
+    const src = new CountingSource();
+    const f = new SpanFetcher({ reader, source: src, layerDigest: layer.layerDigest, cacheDir: dir, memorySpans: 1 });
+    await f.read(fileOffset, content.length);
+    const fetched = src.calls;
+    const g = new SpanFetcher({ reader, source: src, layerDigest: layer.layerDigest, cacheDir: dir });
+    assert.ok(Buffer.from(await g.read(fileOffset, content.length)).equals(content));
+    assert.equal(src.calls, fetched, 'served from disk');
+    assert.equal(readdirSync(dir).filter((n) => n.includes('.tmp')).length, 0);
+    const small = new SpanFetcher({ reader, source: new CountingSource(), layerDigest: 'sha256:other', cacheDir: dir, maxDiskBytes: 70 * 1024 });
+    await small.read(fileOffset, content.length);
+    assert.ok(readdirSync(dir).filter((n) => n.startsWith('other-')).length <= 2);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+function server(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ srv: Server; url: string }> {
+  const srv = createServer(handler);
+  return new Promise((r) => srv.listen(0, '127.0.0.1', () => r({ srv, url: `http://127.0.0.1:${(srv.address() as { port: number }).port}/b` })));
+}
+
+test('HttpRangeSource: 206 accepted, 200 refused, 5xx retried, stall times out', async () => {
+  let hits = 0;
+  const { srv, url } = await server((req, res) => {
+    hits++;
+    const mode = req.url?.split('?')[1];
+    const m = /bytes=(\d+)-(\d+)/.exec(req.headers.range ?? '');
+    const a = Number(m?.[1]); const b = Number(m?.[2]);
+    if (mode === 'full') return void res.writeHead(200).end(blob);
+    if (mode === 'stall') return; // never answers
+    if (mode === 'flaky' && hits % 2 === 1) return void res.writeHead(503).end();
+    if (mode === 'wrongrange') return void res.writeHead(206, { 'content-range': `bytes ${a + 1}-${b}/${blob.length}` }).end(blob.subarray(a + 1, b + 1));
+    res.writeHead(206, { 'content-range': `bytes ${a}-${b}/${blob.length}` }).end(blob.subarray(a, b + 1));
+  });
+  try {
+    const ok = await new HttpRangeSource(url).read(10, 1000);
+    assert.ok(Buffer.from(ok).equals(blob.subarray(10, 1000)));
+    await assert.rejects(new HttpRangeSource(`${url}?full`).read(10, 20), (e: { code?: string }) => e.code === 'RANGE_INVALID');
+    await assert.rejects(new HttpRangeSource(`${url}?wrongrange`).read(10, 20), (e: { code?: string }) => e.code === 'RANGE_INVALID');
+    hits = 0;
+    const flaky = await new HttpRangeSource(`${url}?flaky`, { retries: 2, backoffMs: () => 10 }).read(0, 50);
+    assert.ok(Buffer.from(flaky).equals(blob.subarray(0, 50)));
+    assert.equal(hits, 2);
+    const t0 = Date.now();
+    await assert.rejects(new HttpRangeSource(`${url}?stall`, { timeoutMs: 300, retries: 1, backoffMs: () => 10 }).read(0, 50), (e: { code?: string }) => e.code === 'UNAVAILABLE');
+    assert.ok(Date.now() - t0 < 2000);
+  } finally {
+    srv.closeAllConnections();
+    await new Promise((r) => srv.close(r));
+  }
+});
