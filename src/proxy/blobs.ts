@@ -6,7 +6,7 @@
  * which soci falls back to single ranges.
  */
 import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { Transform, pipeline } from 'node:stream';
 import { EMPTY_JSON_DIGEST } from '../oci/media-types.js';
 import { OciError } from '../oci/errors.js';
 import { isDigest } from '../oci/digest.js';
@@ -35,31 +35,94 @@ function baseHeaders(digest: string): Record<string, string> {
   };
 }
 
-function toWeb(body: AsyncIterable<Uint8Array>, count: (n: number) => void): ReadableStream<Uint8Array> {
-  async function* counted(): AsyncGenerator<Uint8Array> {
-    for await (const c of body) {
-      count(c.length);
-      yield c;
-    }
+type NodeBody = AsyncIterable<Uint8Array> & {
+  destroy?(err?: Error): void;
+  on?(ev: string, fn: (...a: never[]) => void): unknown;
+  pause?(): unknown;
+  resume?(): unknown;
+};
+
+/**
+ * A Node stream (or any async iterable) as a web ReadableStream for the Response body, without the
+ * `Readable.from` + `Readable.toWeb` double wrapping (which cost two thirds of blob throughput): a Node
+ * Readable pushes its chunks straight into the controller and is paused while the consumer is 1 MiB
+ * behind; anything else is pulled chunk by chunk. Served bytes are published once, at the end.
+ */
+function toWeb(body: NodeBody, count: (n: number) => void): ReadableStream<Uint8Array> {
+  let served = 0;
+  let reported = false;
+  const report = (): void => {
+    if (reported) return;
+    reported = true;
+    count(served);
+  };
+  const strategy = { highWaterMark: 1024 * 1024, size: (c: Uint8Array) => c.byteLength };
+  if (typeof body.on === 'function' && typeof body.pause === 'function' && typeof body.resume === 'function') {
+    const node = body as Required<Pick<NodeBody, 'on' | 'pause' | 'resume'>> & NodeBody;
+    return new ReadableStream<Uint8Array>({
+      start(ctrl) {
+        node.on('data', ((chunk: Uint8Array) => {
+          served += chunk.byteLength;
+          ctrl.enqueue(chunk);
+          if ((ctrl.desiredSize ?? 1) <= 0) node.pause();
+        }) as never);
+        node.on('end', (() => {
+          report();
+          ctrl.close();
+        }) as never);
+        node.on('error', ((err: Error) => {
+          report();
+          ctrl.error(err);
+        }) as never);
+      },
+      pull() {
+        node.resume();
+      },
+      cancel() {
+        report();
+        node.destroy?.();
+      },
+    }, strategy);
   }
-  return Readable.toWeb(Readable.from(counted(), { objectMode: false })) as ReadableStream<Uint8Array>;
+  const it = body[Symbol.asyncIterator]();
+  return new ReadableStream<Uint8Array>({
+    async pull(ctrl) {
+      const { value, done } = await it.next();
+      if (done) {
+        report();
+        ctrl.close();
+        return;
+      }
+      served += value.byteLength;
+      ctrl.enqueue(value);
+    },
+    async cancel() {
+      report();
+      await it.return?.();
+      body.destroy?.();
+    },
+  }, strategy);
 }
 
 /**
- * Passes a whole blob through while hashing it, holding back the last chunk until the digest verifies:
- * on a mismatch (bytes damaged upstream or in transit) the stream fails before the response is complete,
- * so the client sees a broken transfer, never a finished body with wrong bytes.
+ * A whole upstream blob passed through a sha256 check: the bytes flow on unchanged, and a body that does
+ * not hash to `digest` ends in an error (the client's response is aborted instead of completing), so a
+ * corrupt upstream never hands out a clean copy of the wrong bytes. Destroying either side destroys both.
  */
-async function* verified(body: AsyncIterable<Uint8Array>, digest: string): AsyncGenerator<Uint8Array> {
+function verified(body: NodeBody, digest: string): NodeBody {
   const hash = createHash('sha256');
-  let held: Uint8Array | undefined;
-  for await (const c of body) {
-    if (held) yield held;
-    hash.update(c);
-    held = c;
-  }
-  if (`sha256:${hash.digest('hex')}` !== digest) throw new OciError('DIGEST_INVALID', `upstream blob bytes do not match ${digest}`);
-  if (held) yield held;
+  const check = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      cb(null, chunk);
+    },
+    flush(cb) {
+      const got = `sha256:${hash.digest('hex')}`;
+      cb(got === digest ? null : new OciError('DIGEST_INVALID', `upstream blob does not match ${digest}`, { status: 502 }));
+    },
+  });
+  pipeline(body as unknown as NodeJS.ReadableStream, check, () => undefined);
+  return check as unknown as NodeBody;
 }
 
 export class BlobService {

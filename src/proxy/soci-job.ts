@@ -53,7 +53,11 @@ function indexable(desc: Descriptor): boolean {
 export function isSociEnabled(doc: UpstreamDocument): boolean {
   if (isIndexType(doc.mediaType)) {
     const idx = safeParse(() => parseIndex(doc.bytes));
-    return !!idx?.manifests.some((d) => d.artifactType === MediaType.sociIndexV2 || d.annotations?.['com.amazon.soci.index-digest'] !== undefined);
+    // Older copiers (skopeo 1.9) drop `artifactType` from index descriptors; the SOCI index descriptor's
+    // `image-manifest-digest` annotation survives them, so it counts too.
+    return !!idx?.manifests.some(
+      (d) => d.artifactType === MediaType.sociIndexV2 || d.annotations?.['com.amazon.soci.index-digest'] !== undefined || d.annotations?.['com.amazon.soci.image-manifest-digest'] !== undefined,
+    );
   }
   if (isManifestType(doc.mediaType)) {
     const m = safeParse(() => parseManifest(doc.bytes));

@@ -1,0 +1,200 @@
+/**
+ * Proxy benchmark: the proxy against the same local docker-registry it fronts, in one run.
+ *   npm run build && node --import tsx bench/proxy.ts [--layer-mb 104] [--requests 500] [--concurrency 16] [--runs 3]
+ * Starts docker-registry and the built proxy (`dist/cli.js serve`, wait mode, default span/min-layer sizes)
+ * with the test harness, pushes two generated images whose single layer is ~`--layer-mb` MB of gzip (random
+ * file contents, so gzip stores them), and measures:
+ *   - warm manifest latency, p50/p99 over `--requests` GETs, sequential and at `--concurrency`: the original
+ *     manifest by digest (proxy → upstream pass-through), the SOCI-enabled index by tag (upstream HEAD +
+ *     cached document) and by digest (cache), each against a direct GET of the original from the registry;
+ *   - blob throughput: GET of the ~100 MB layer, `--runs` runs alternating direct and proxy (MB/s, median);
+ *   - cold time-to-SOCI-index: first GET by tag of a fresh image (index built while the client waits) vs a
+ *     plain pull of the same image (`skopeo copy docker://… dir:`) direct from the registry.
+ * The client is undici `request` over a keep-alive Agent for both sides. Targets: warm latency ≤ 1.2×
+ * direct, blob throughput ≥ 0.9× direct. Writes bench/results/proxy.json and proxy.md.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { Agent, request } from 'undici';
+import { buildImage, pushImage, runCommand, startProxy, startRegistry, tempDir, type BuiltImage } from '../test/harness/index.js';
+import { MediaType } from '../src/oci/media-types.js';
+
+const RESULTS = new URL('./results/', import.meta.url);
+const ACCEPT = [MediaType.ociIndex, MediaType.ociManifest, MediaType.dockerManifestList, MediaType.dockerManifest].join(', ');
+
+function arg(name: string, def: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : def;
+}
+
+const layerMb = arg('layer-mb', 104);
+const N = arg('requests', 500);
+const CONC = arg('concurrency', 16);
+const RUNS = arg('runs', 3);
+const agent = new Agent({ keepAliveTimeout: 60_000, connections: 64 });
+
+async function bigImage(seed: string): Promise<BuiltImage> {
+  const files: Record<string, Uint8Array> = {};
+  const per = 8 * 1024 * 1024;
+  for (let i = 0; i * per < layerMb * 1e6; i++) files[`data/${seed}-${i}.bin`] = randomBytes(per);
+  return buildImage({ tag: seed, layers: [{ files }], config: { cmd: ['/bin/sh'] } });
+}
+
+async function once(url: string, headers: Record<string, string>): Promise<{ ms: number; status: number; digest: string | undefined; bytes: number }> {
+  const t0 = performance.now();
+  const r = await request(url, { headers, dispatcher: agent });
+  let bytes = 0;
+  for await (const c of r.body) bytes += (c as Buffer).length;
+  const d = r.headers['docker-content-digest'];
+  return { ms: performance.now() - t0, status: r.statusCode, digest: Array.isArray(d) ? d[0] : d, bytes };
+}
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
+}
+
+interface Lat { p50: number; p99: number; mean: number }
+const summary = (xs: number[]): Lat => ({ p50: pct(xs, 50), p99: pct(xs, 99), mean: xs.reduce((a, b) => a + b, 0) / xs.length });
+
+async function latency(url: string, headers: Record<string, string>, concurrency: number): Promise<Lat> {
+  for (let i = 0; i < 20; i++) await once(url, headers); // warm connections and caches
+  const times: number[] = [];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < N) {
+      next++;
+      const r = await once(url, headers);
+      if (r.status !== 200) throw new Error(`${url}: ${r.status}`);
+      times.push(r.ms);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return summary(times);
+}
+
+async function main(): Promise<void> {
+  const work = tempDir('bench-proxy');
+  const registry = await startRegistry({ dir: join(work.path, 'registry') });
+  let proxy: Awaited<ReturnType<typeof startProxy>> | undefined;
+  try {
+    console.log(`building two images with a ~${layerMb} MB layer each…`);
+    const warm = await bigImage('warm');
+    const cold = await bigImage('cold');
+    await pushImage(warm, { registry: registry.url, repo: 'bench/warm', tag: 'v1' });
+    await pushImage(cold, { registry: registry.url, repo: 'bench/cold', tag: 'v1' });
+    const layer = warm.layers[0]!;
+    proxy = await startProxy({ upstream: registry.url, dir: join(work.path, 'proxy'), extraArgs: ['--cache-dir', join(work.path, 'cache'), '--index-wait', '600', '--log-level', 'warn'] });
+
+    // Cold: plain pull vs first GET by tag through the proxy (index built while waiting).
+    const pullDir = join(work.path, 'pull');
+    const t0 = performance.now();
+    await runCommand('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${registry.host}/bench/cold:v1`, `dir:${pullDir}`]);
+    const plainPullMs = performance.now() - t0;
+    const first = await once(`${proxy.url}/v2/bench/cold/manifests/v1`, { accept: ACCEPT });
+    if (first.status !== 200 || first.digest === cold.descriptor.digest) throw new Error('cold request did not answer a SOCI-enabled index');
+    const coldMs = first.ms;
+    console.log(`cold: plain pull ${plainPullMs.toFixed(0)} ms, time-to-SOCI-index ${coldMs.toFixed(0)} ms`);
+
+    // Warm manifests.
+    const sociByTag = await once(`${proxy.url}/v2/bench/warm/manifests/v1`, { accept: ACCEPT }); // builds the index
+    if (sociByTag.digest === warm.descriptor.digest) throw new Error('warm image was not SOCI-enabled');
+    const orig = warm.descriptor.digest;
+    const lat: Record<string, Record<string, Lat>> = {};
+    for (const [mode, conc] of [['sequential', 1], [`concurrent-${CONC}`, CONC]] as const) {
+      lat[mode] = {
+        direct_by_digest: await latency(`${registry.url}/v2/bench/warm/manifests/${orig}`, { accept: ACCEPT }, conc),
+        direct_by_tag: await latency(`${registry.url}/v2/bench/warm/manifests/v1`, { accept: ACCEPT }, conc),
+        proxy_original_by_digest: await latency(`${proxy.url}/v2/bench/warm/manifests/${orig}`, { accept: ACCEPT }, conc),
+        proxy_soci_by_tag: await latency(`${proxy.url}/v2/bench/warm/manifests/v1`, { accept: ACCEPT }, conc),
+        proxy_soci_by_digest: await latency(`${proxy.url}/v2/bench/warm/manifests/${sociByTag.digest}`, { accept: ACCEPT }, conc),
+      };
+      const l = lat[mode]!;
+      console.log(`${mode}: p50/p99 ms  direct digest ${l.direct_by_digest!.p50.toFixed(2)}/${l.direct_by_digest!.p99.toFixed(2)}, direct tag ${l.direct_by_tag!.p50.toFixed(2)}/${l.direct_by_tag!.p99.toFixed(2)}, proxy orig digest ${l.proxy_original_by_digest!.p50.toFixed(2)}/${l.proxy_original_by_digest!.p99.toFixed(2)}, proxy soci tag ${l.proxy_soci_by_tag!.p50.toFixed(2)}/${l.proxy_soci_by_tag!.p99.toFixed(2)}, proxy soci digest ${l.proxy_soci_by_digest!.p50.toFixed(2)}/${l.proxy_soci_by_digest!.p99.toFixed(2)}`);
+    }
+
+    // Blob throughput.
+    const mbps: { direct: number[]; proxy: number[] } = { direct: [], proxy: [] };
+    for (let i = 0; i < RUNS; i++) {
+      for (const [side, base] of [['direct', registry.url], ['proxy', proxy.url]] as const) {
+        const r = await once(`${base}/v2/bench/warm/blobs/${layer.descriptor.digest}`, {});
+        if (r.bytes !== layer.blob.length) throw new Error(`${side}: ${r.bytes} of ${layer.blob.length} bytes`);
+        mbps[side].push(r.bytes / 1e6 / (r.ms / 1000));
+      }
+    }
+    const med = (xs: number[]): number => pct(xs, 50);
+    console.log(`blob ${(layer.blob.length / 1e6).toFixed(1)} MB: direct ${mbps.direct.map((x) => x.toFixed(0)).join('/')} MB/s, proxy ${mbps.proxy.map((x) => x.toFixed(0)).join('/')} MB/s`);
+
+    const seq = lat.sequential!;
+    const cc = lat[`concurrent-${CONC}`]!;
+    const ratios = {
+      seq_p50_original_by_digest: seq.proxy_original_by_digest!.p50 / seq.direct_by_digest!.p50,
+      seq_p99_original_by_digest: seq.proxy_original_by_digest!.p99 / seq.direct_by_digest!.p99,
+      seq_p50_soci_by_tag: seq.proxy_soci_by_tag!.p50 / seq.direct_by_tag!.p50,
+      seq_p99_soci_by_tag: seq.proxy_soci_by_tag!.p99 / seq.direct_by_tag!.p99,
+      seq_p50_soci_by_digest: seq.proxy_soci_by_digest!.p50 / seq.direct_by_digest!.p50,
+      conc_p50_original_by_digest: cc.proxy_original_by_digest!.p50 / cc.direct_by_digest!.p50,
+      conc_p99_original_by_digest: cc.proxy_original_by_digest!.p99 / cc.direct_by_digest!.p99,
+      conc_p50_soci_by_tag: cc.proxy_soci_by_tag!.p50 / cc.direct_by_tag!.p50,
+      conc_p99_soci_by_tag: cc.proxy_soci_by_tag!.p99 / cc.direct_by_tag!.p99,
+      conc_p50_soci_by_digest: cc.proxy_soci_by_digest!.p50 / cc.direct_by_digest!.p50,
+      blob_throughput: med(mbps.proxy) / med(mbps.direct),
+      cold_index_vs_plain_pull: coldMs / plainPullMs,
+    };
+    for (const [k, v] of Object.entries(ratios)) console.log(`  ${k}: ${v.toFixed(2)}×`);
+
+    let commit = 'unknown';
+    try { commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim(); } catch { /* not a checkout */ }
+    let dirty = false;
+    try { dirty = execFileSync('git', ['status', '--porcelain', 'src', 'bench'], { encoding: 'utf8' }).trim() !== ''; } catch { /* ignore */ }
+    const machine = { node: process.version, cpu: cpus()[0]?.model ?? 'unknown', nproc: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30) };
+    const result = {
+      commit: dirty ? `${commit}+uncommitted` : commit, date: new Date().toISOString(), ...machine,
+      params: { layerBytes: layer.blob.length, requests: N, concurrency: CONC, runs: RUNS },
+      cold: { plainPullMs, timeToSociIndexMs: coldMs },
+      latencyMs: lat,
+      blobMBps: mbps,
+      ratios,
+      targets: { warmLatency: '≤ 1.2× direct', blobThroughput: '≥ 0.9× direct' },
+    };
+    mkdirSync(RESULTS, { recursive: true });
+    writeFileSync(new URL('proxy.json', RESULTS), JSON.stringify(result, null, 2) + '\n');
+    const row = (name: string, l: Lat): string => `| ${name} | ${l.p50.toFixed(2)} | ${l.p99.toFixed(2)} | ${l.mean.toFixed(2)} |`;
+    const md = [
+      '# proxy benchmark',
+      '',
+      `\`node --import tsx bench/proxy.ts\` — commit ${result.commit}, ${result.date}, node ${machine.node}, ${machine.cpu} × ${machine.nproc} (nproc), ${machine.memGiB} GiB. Registry, proxy and client share the machine (loopback).`,
+      '',
+      `## Warm manifest latency (ms, ${N} GETs each)`,
+      '',
+      ...Object.entries(lat).flatMap(([mode, l]) => [
+        `### ${mode}`, '', '| request | p50 | p99 | mean |', '| --- | --- | --- | --- |',
+        ...Object.entries(l).map(([k, v]) => row(k, v)), '',
+      ]),
+      '## Ratios (proxy / direct; targets: warm latency ≤ 1.2×, blob throughput ≥ 0.9×)',
+      '',
+      '| ratio | value |', '| --- | --- |',
+      ...Object.entries(ratios).map(([k, v]) => `| ${k} | ${v.toFixed(2)}× |`),
+      '',
+      `## Blob throughput (${(layer.blob.length / 1e6).toFixed(1)} MB layer, MB/s per run)`,
+      '',
+      `direct: ${mbps.direct.map((x) => x.toFixed(0)).join(', ')}; proxy: ${mbps.proxy.map((x) => x.toFixed(0)).join(', ')}`,
+      '',
+      '## Cold',
+      '',
+      `plain pull (skopeo copy → dir:) ${plainPullMs.toFixed(0)} ms; first GET by tag through the proxy, SOCI index built while waiting: ${coldMs.toFixed(0)} ms.`,
+      '',
+    ].join('\n');
+    writeFileSync(new URL('proxy.md', RESULTS), md);
+  } finally {
+    await proxy?.stop();
+    await registry.stop();
+    await agent.close();
+    work.remove();
+  }
+}
+
+await main();

@@ -1,0 +1,243 @@
+/**
+ * The snapshotter's own small registry client (it may not import `src/proxy`): image references,
+ * manifests by tag or digest, whole blobs (digest-verified, streamed to a file), and `HttpRangeSource`s
+ * for lazy span reads, all over undici. `plainHttp` picks http:// for every host; credentials are sent as
+ * Basic; a `401` with a `Bearer` challenge runs the token flow (realm/service/scope, the Basic credentials
+ * if any) and the token is kept per host and repository. Network errors, `429` and `5xx` are retried with
+ * a short backoff, every attempt under a deadline, so an unreachable registry is an error, never a hang.
+ */
+import { createWriteStream } from 'node:fs';
+import { rename, unlink } from 'node:fs/promises';
+import { request, type Dispatcher } from 'undici';
+import { sha256Stream, verifyDigest } from '../../oci/digest.js';
+import { OciError } from '../../oci/errors.js';
+import { HttpRangeSource } from '../remote/index.js';
+
+export interface ImageRef {
+  /** `host[:port]` */
+  host: string;
+  repo: string;
+  /** A tag or a digest. */
+  reference: string;
+}
+
+/** Parses `host/repo:tag`, `host/repo@digest`, or (with `defaultHost`) `repo:tag` / `repo@digest`. */
+export function parseImageRef(text: string, defaultHost?: string): ImageRef {
+  let rest = text.replace(/^[a-z]+:\/\//, '');
+  let host: string | undefined;
+  const slash = rest.indexOf('/');
+  const first = slash < 0 ? '' : rest.slice(0, slash);
+  if (first.includes('.') || first.includes(':') || first === 'localhost') {
+    host = first;
+    rest = rest.slice(slash + 1);
+  }
+  host ??= defaultHost?.replace(/^[a-z]+:\/\//, '').replace(/\/+$/, '');
+  if (host === undefined || host === '') throw new OciError('NAME_INVALID', `${text}: no registry host (give host/repo:tag or --registry)`);
+  let repo: string;
+  let reference: string;
+  const at = rest.indexOf('@');
+  if (at >= 0) {
+    repo = rest.slice(0, at);
+    reference = rest.slice(at + 1);
+  } else {
+    const colon = rest.lastIndexOf(':');
+    repo = colon > rest.lastIndexOf('/') && colon >= 0 ? rest.slice(0, colon) : rest;
+    reference = colon > rest.lastIndexOf('/') && colon >= 0 ? rest.slice(colon + 1) : 'latest';
+  }
+  if (!/^[a-z0-9]+(?:[._/-]+[a-z0-9]+)*$/.test(repo)) throw new OciError('NAME_INVALID', `${text}: bad repository name ${JSON.stringify(repo)}`);
+  return { host, repo, reference };
+}
+
+export function formatImageRef(r: ImageRef): string {
+  return `${r.host}/${r.repo}${r.reference.includes(':') ? '@' : ':'}${r.reference}`;
+}
+
+export interface RegistryClientOptions {
+  plainHttp?: boolean;
+  credentials?: { username: string; password: string } | undefined;
+  /** Deadline of one attempt (default 30 s). */
+  timeoutMs?: number;
+  /** Further attempts after a transient failure (default 2). */
+  retries?: number;
+  dispatcher?: Dispatcher;
+}
+
+export interface FetchedManifest {
+  bytes: Uint8Array;
+  mediaType: string;
+  digest: string;
+}
+
+class Transient extends Error {}
+
+function statusError(status: number, what: string): OciError {
+  if (status === 404) return new OciError(what.includes('/manifests/') ? 'MANIFEST_UNKNOWN' : 'BLOB_UNKNOWN', `${what}: 404`);
+  if (status === 401) return new OciError('UNAUTHORIZED', `${what}: 401`);
+  if (status === 403) return new OciError('DENIED', `${what}: 403`);
+  return new OciError('UNAVAILABLE', `${what}: HTTP ${status}`);
+}
+
+export class RegistryClient {
+  readonly #opts: RegistryClientOptions;
+  readonly #tokens = new Map<string, string>();
+
+  constructor(opts: RegistryClientOptions = {}) {
+    this.#opts = opts;
+  }
+
+  url(host: string, path: string): string {
+    return `${this.#opts.plainHttp ? 'http' : 'https'}://${host}${path}`;
+  }
+
+  /** The Authorization header for `host`/`repo` as far as known now. */
+  authHeaders(host: string, repo: string): Record<string, string> {
+    const token = this.#tokens.get(`${host}/${repo}`);
+    if (token !== undefined) return { authorization: `Bearer ${token}` };
+    const c = this.#opts.credentials;
+    return c ? { authorization: `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}` } : {};
+  }
+
+  /** GET a manifest by tag or digest; by digest, the body must match it. */
+  async getManifest(ref: ImageRef, accept: readonly string[]): Promise<FetchedManifest> {
+    const path = `/v2/${ref.repo}/manifests/${ref.reference}`;
+    return this.#withRetries(path, async (signal) => {
+      const res = await this.#send(ref, path, { accept: accept.join(', ') }, signal);
+      const bytes = new Uint8Array(await res.body.arrayBuffer());
+      const mediaType = String(res.headers['content-type'] ?? '').split(';')[0]?.trim() ?? '';
+      const digest = ref.reference.includes(':') ? ref.reference : String(res.headers['docker-content-digest'] ?? '') || sha256Of(bytes);
+      if (!verifyDigest(bytes, digest)) throw new OciError('DIGEST_INVALID', `${path}: body does not match ${digest}`);
+      return { bytes, mediaType, digest };
+    });
+  }
+
+  /** GET a small blob whole, digest-verified. */
+  async getBlob(ref: ImageRef, digest: string): Promise<Uint8Array> {
+    const path = `/v2/${ref.repo}/blobs/${digest}`;
+    return this.#withRetries(path, async (signal) => {
+      const res = await this.#send(ref, path, {}, signal);
+      const bytes = new Uint8Array(await res.body.arrayBuffer());
+      if (!verifyDigest(bytes, digest)) throw new OciError('DIGEST_INVALID', `${path}: body does not match its digest`);
+      return bytes;
+    });
+  }
+
+  /** Streams a blob to `file` (temp + rename), digest-verified; returns its size. */
+  async downloadBlob(ref: ImageRef, digest: string, file: string, timeoutMs = 600_000): Promise<number> {
+    const path = `/v2/${ref.repo}/blobs/${digest}`;
+    return this.#withRetries(path, async (signal) => {
+      const res = await this.#send(ref, path, {}, signal);
+      const tmp = `${file}.part`;
+      const out = createWriteStream(tmp);
+      const h = sha256Stream();
+      let size = 0;
+      try {
+        for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+          h.update(chunk);
+          size += chunk.length;
+          if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
+        }
+        await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+      } catch (err) {
+        out.destroy();
+        await unlink(tmp).catch(() => undefined);
+        throw signal.aborted ? new Transient(`${path}: timed out`) : new Transient((err as Error).message);
+      }
+      if (h.digest() !== digest) {
+        await unlink(tmp).catch(() => undefined);
+        throw new OciError('DIGEST_INVALID', `${path}: body does not match its digest`);
+      }
+      await rename(tmp, file);
+      return size;
+    }, timeoutMs);
+  }
+
+  /** A Range source for lazy span reads of one blob (after the auth flow has run for this repo). */
+  rangeSource(ref: ImageRef, digest: string, opts: { timeoutMs?: number; retries?: number } = {}): HttpRangeSource {
+    return new HttpRangeSource(this.url(ref.host, `/v2/${ref.repo}/blobs/${digest}`), {
+      headers: this.authHeaders(ref.host, ref.repo),
+      timeoutMs: opts.timeoutMs ?? this.#opts.timeoutMs ?? 30_000,
+      retries: opts.retries ?? this.#opts.retries ?? 2,
+      ...(this.#opts.dispatcher ? { dispatcher: this.#opts.dispatcher } : {}),
+    });
+  }
+
+  async #withRetries<T>(what: string, fn: (signal: AbortSignal) => Promise<T>, timeoutMs = this.#opts.timeoutMs ?? 30_000): Promise<T> {
+    const retries = this.#opts.retries ?? 2;
+    let last: unknown;
+    for (let attempt = 0; attempt <= retries; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, 100 * 2 ** (attempt - 1)));
+      const ac = new AbortController();
+      const timer = setTimeout(() => ac.abort(), timeoutMs);
+      try {
+        return await fn(ac.signal);
+      } catch (err) {
+        if (!(err instanceof Transient)) throw err;
+        last = err;
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    throw new OciError('UNAVAILABLE', `${what}: ${(last as Error).message}`, { cause: last });
+  }
+
+  /** One request with auth; follows a Bearer challenge once. Non-2xx answers become errors. */
+  async #send(ref: ImageRef, path: string, headers: Record<string, string>, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+    for (let round = 0; round < 2; round++) {
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await request(this.url(ref.host, path), {
+          method: 'GET',
+          headers: { ...headers, ...this.authHeaders(ref.host, ref.repo) },
+          signal,
+          maxRedirections: 5,
+          ...(this.#opts.dispatcher ? { dispatcher: this.#opts.dispatcher } : {}),
+        } as Parameters<typeof request>[1]);
+      } catch (err) {
+        throw new Transient(signal.aborted ? `${path}: timed out` : (err as Error).message);
+      }
+      if (res.statusCode >= 200 && res.statusCode < 300) return res;
+      await res.body.dump().catch(() => undefined);
+      const challenge = String(res.headers['www-authenticate'] ?? '');
+      if (res.statusCode === 401 && round === 0 && /^bearer /i.test(challenge)) {
+        await this.#fetchToken(ref, challenge, signal);
+        continue;
+      }
+      if (res.statusCode === 429 || res.statusCode >= 500) throw new Transient(`${path}: HTTP ${res.statusCode}`);
+      throw statusError(res.statusCode, path);
+    }
+    throw new OciError('UNAUTHORIZED', `${path}: still 401 after the token flow`);
+  }
+
+  async #fetchToken(ref: ImageRef, challenge: string, signal: AbortSignal): Promise<void> {
+    const params = new Map<string, string>();
+    for (const m of challenge.slice(7).matchAll(/(\w+)="([^"]*)"/g)) params.set(m[1] as string, m[2] as string);
+    const realm = params.get('realm');
+    if (!realm) throw new OciError('UNAUTHORIZED', `Bearer challenge without realm: ${challenge}`);
+    const u = new URL(realm);
+    if (params.has('service')) u.searchParams.set('service', params.get('service') as string);
+    u.searchParams.set('scope', params.get('scope') ?? `repository:${ref.repo}:pull`);
+    const c = this.#opts.credentials;
+    const res = await request(u, {
+      method: 'GET',
+      headers: c ? { authorization: `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}` } : {},
+      signal,
+      ...(this.#opts.dispatcher ? { dispatcher: this.#opts.dispatcher } : {}),
+    }).catch((err: Error) => {
+      throw new Transient(err.message);
+    });
+    if (res.statusCode !== 200) {
+      await res.body.dump().catch(() => undefined);
+      throw new OciError('UNAUTHORIZED', `token endpoint ${u.origin}${u.pathname}: HTTP ${res.statusCode}`);
+    }
+    const body = (await res.body.json()) as { token?: string; access_token?: string };
+    const token = body.token ?? body.access_token;
+    if (!token) throw new OciError('UNAUTHORIZED', 'token endpoint answered no token');
+    this.#tokens.set(`${ref.host}/${ref.repo}`, token);
+  }
+}
+
+function sha256Of(bytes: Uint8Array): string {
+  const h = sha256Stream();
+  h.update(bytes);
+  return h.digest();
+}
