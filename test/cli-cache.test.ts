@@ -5,7 +5,7 @@
  * of them, its bytes matching its name); `gc` must evict least recently used first (file mtimes, set by
  * the test to a known order) until the bound holds, report what it did, and be idempotent. After a gc
  * that evicted SOCI artifacts, a proxy restarted on the same dir should still serve a complete SOCI chain
- * (a known defect today, marked todo).
+ * (regression: evicted blobs used to leave dangling records, so SOCI was never rebuilt).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -147,8 +147,8 @@ describe('soci-proxy cache stats|gc on a cache a proxy filled', { skip: HAVE_DIS
 
   // Known defect (reported to the lead): eviction removes blobs but not the soci:/ztoc: records that name
   // them, so the proxy keeps finding a finished result, cannot read its bytes, and answers the original
-  // image from then on instead of rebuilding. Remove `todo` once a missing blob counts as a miss.
-  test('after gc evicted SOCI artifacts, a restarted proxy on the same dir still serves complete SOCI chains', { todo: 'evicted blobs leave dangling records in src/proxy/artifacts.ts' }, async () => {
+  // image from then on instead of rebuilding (fixed: a record whose blobs are missing is a miss).
+  test('after gc evicted SOCI artifacts, a restarted proxy on the same dir still serves complete SOCI chains', async () => {
     const proxy = await startProxy({ upstream: registry.url, dir: join(work.path, 'p2'), extraArgs: [...ARGS, '--cache-dir', cacheDir] });
     try {
       for (const repo of REPOS) await pullChain(proxy.url, repo);

@@ -35,6 +35,8 @@ export interface SociRecord {
   size: number;
   /** Per original platform-manifest digest: SOCI index v1 descriptors for the referrers API. */
   referrers: Record<string, Descriptor[]>;
+  /** Every digest the result needs in the cache (documents and zTOCs); a record missing any is a miss. */
+  blobs: string[];
   indexedLayers: number;
   skippedLayers: Array<{ digest: string; code: string; reason: string }>;
 }
@@ -65,8 +67,15 @@ export class ArtifactRecords {
     return `ztoc:${layerDigest}:${this.#optsKey}`;
   }
 
+  /**
+   * The recorded outcome for a layer. An `indexed` record whose zTOC is no longer in the cache (evicted by
+   * the size bound or `cache gc`) counts as a miss, so the layer is indexed again rather than pointing
+   * clients at a missing blob.
+   */
   async layer(layerDigest: string): Promise<LayerRecord | undefined> {
-    return parse<LayerRecord>(await this.#cache.getMeta(this.layerKey(layerDigest)));
+    const rec = parse<LayerRecord>(await this.#cache.getMeta(this.layerKey(layerDigest)));
+    if (rec?.status === 'indexed' && !(await this.#cache.hasBlob(rec.ztocDigest))) return undefined;
+    return rec;
   }
 
   async putLayer(layerDigest: string, rec: LayerRecord): Promise<void> {
@@ -77,8 +86,12 @@ export class ArtifactRecords {
     return `soci:${upstreamDigest}:${this.#optsKey}`;
   }
 
+  /** The SOCI-enabled result of an upstream digest; a miss when any blob it needs was evicted. */
   async soci(upstreamDigest: string): Promise<SociRecord | undefined> {
-    return parse<SociRecord>(await this.#cache.getMeta(this.sociKey(upstreamDigest)));
+    const rec = parse<SociRecord>(await this.#cache.getMeta(this.sociKey(upstreamDigest)));
+    if (!rec || !Array.isArray(rec.blobs)) return undefined;
+    for (const d of rec.blobs) if (!(await this.#cache.hasBlob(d))) return undefined;
+    return rec;
   }
 
   async putSoci(upstreamDigest: string, rec: SociRecord): Promise<void> {

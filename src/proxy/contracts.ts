@@ -55,6 +55,8 @@ export interface UpstreamRouter {
 /** Digest-addressed bytes plus small metadata records, shared by replicas when Redis is configured. */
 export interface ArtifactCache {
   getBlob(digest: string): Promise<Uint8Array | undefined>;
+  /** Cheap presence check (an entry may still turn out corrupt on `getBlob`). */
+  hasBlob(digest: string): Promise<boolean>;
   /** Stores bytes that the caller has verified hash to `digest`. */
   putBlob(digest: string, bytes: Uint8Array): Promise<void>;
   getMeta(key: string): Promise<string | undefined>;

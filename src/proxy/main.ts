@@ -201,6 +201,7 @@ export async function serveMain(argv: string[], env: NodeJS.ProcessEnv = process
   const artifactCache = {
     getBlob: (d: string) => cache.blobs.get(d as Digest),
     putBlob: (d: string, b: Uint8Array) => cache.blobs.put(d as Digest, b),
+    hasBlob: (d: string) => cache.blobs.has(d as Digest),
     getMeta: (k: string) => cache.meta.get(k),
     setMeta: (k: string, v: string, ttl?: number) => cache.meta.set(k, v, ttl),
     runOnce: <T>(key: string, task: { lookup(): Promise<T | undefined>; compute(): Promise<T> }) => cache.flight.run(key, task),

@@ -144,6 +144,10 @@ export async function buildSociImage(
     mediaType: out.top.mediaType,
     size: out.top.bytes.length,
     referrers,
+    blobs: [
+      ...out.docs.map((d) => d.digest),
+      ...platforms.flatMap((p) => (p.layers ?? []).flatMap((l) => (l.status === 'indexed' ? [l.ztocDigest] : []))),
+    ],
     indexedLayers: platforms.reduce((n, p) => n + (p.layers?.filter((l) => l.status === 'indexed').length ?? 0), 0),
     skippedLayers: skipped,
   };
