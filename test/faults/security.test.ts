@@ -71,7 +71,7 @@ describe('security', { skip: HAVE_DIST ? false : 'run `npm run build` first' }, 
     }
     assert.ok(blobs.size > img.layers.length + 1, 'zTOCs are among the blobs checked');
     const wrong = `Basic ${Buffer.from(`alice:not-${PASSWORD}`).toString('base64')}`;
-    for (const who of [{}, { authorization: wrong }, { authorization: 'Bearer forged.token.value' }]) {
+    for (const who of [{}, { authorization: wrong }, { authorization: 'Bearer forged.token.value' }] as Array<Record<string, string>>) {
       const refs = [['manifests', 'v1'], ...[...manifests].map((d) => ['manifests', d]), ...[...blobs].map((d) => ['blobs', d])];
       for (const [kind, ref] of refs) {
         for (const method of ['GET', 'HEAD']) {

@@ -134,7 +134,7 @@ export class RegistryClient {
         for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
           h.update(chunk);
           size += chunk.length;
-          if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
+          if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
         }
         await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
       } catch (err) {
@@ -181,9 +181,9 @@ export class RegistryClient {
   }
 
   /** One request with auth; follows a Bearer challenge once. Non-2xx answers become errors. */
-  async #send(ref: ImageRef, path: string, headers: Record<string, string>, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+  async #send(ref: ImageRef, path: string, headers: Record<string, string>, signal: AbortSignal): Promise<Dispatcher.ResponseData<unknown>> {
     for (let round = 0; round < 2; round++) {
-      let res: Dispatcher.ResponseData;
+      let res: Dispatcher.ResponseData<unknown>;
       try {
         res = await request(this.url(ref.host, path), {
           method: 'GET',
