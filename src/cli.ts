@@ -154,6 +154,7 @@ const HELP = `soci-proxy: lazy-loading (SOCI) images from any registry
   soci-proxy ztoc extract ZTOC_FILE LAYER_FILE PATH
   soci-proxy index OCI_LAYOUT_DIR[:TAG] --out OCI_LAYOUT_DIR
   soci-proxy cache stats|gc [--cache-dir DIR] [--max-bytes N]
+  soci-proxy snapshotter --address SOCKET --root DIR [--config FILE]   containerd remote snapshotter
 
 'soci-proxy serve --help' lists every proxy setting.
 `;
@@ -174,9 +175,21 @@ export async function main(argv: string[]): Promise<number> {
       const { indexLayoutMain } = await import('./indexer/layout-main.js');
       return indexLayoutMain(argv.slice(1));
     }
+    case 'mount': {
+      const { mountMain } = await import('./snapshotter/mount-main.js');
+      return mountMain(argv.slice(1));
+    }
+    case 'unmount': {
+      const { unmountMain } = await import('./snapshotter/mount-main.js');
+      return unmountMain(argv.slice(1));
+    }
     case 'cache': {
       const { cacheMain } = await import('./cache/main.js');
       return cacheMain(argv.slice(1));
+    }
+    case 'snapshotter': {
+      const { snapshotterMain } = await import('./snapshotter/snapshotter-main.js');
+      return snapshotterMain(argv.slice(1));
     }
     case undefined:
     case 'help':

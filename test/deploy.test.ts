@@ -348,7 +348,10 @@ describe('deploy/Dockerfile image (buildah build, podman run)', { skip: imageSki
       const port = await freePort();
       // Host network: the container reaches the test registry on 127.0.0.1; the image's own CMD is
       // kept, only --listen moves off the port the host may already use.
-      await runCommand('podman', ['run', '-d', '--name', 'soci-proxy-deploy-test', '--network', 'host', '--cgroups', 'disabled',
+      // podman's default RLIMIT_NOFILE (1048576) is above this machine's hard limit: runc then fails with
+      // "error setting rlimit type 7: operation not permitted", so pass the host's own limit.
+      const nofile = spawnSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).stdout.trim();
+      await runCommand('podman', ['run', '-d', '--name', 'soci-proxy-deploy-test', '--network', 'host', '--ulimit', `nofile=${nofile}:${nofile}`,
         '-e', `SOCI_PROXY_UPSTREAM=${registry.url}`, '-e', 'SOCI_PROXY_INDEX_MODE=off', '-e', `SOCI_PROXY_LISTEN=127.0.0.1:${port}`,
         IMAGE_TAG, 'serve']);
       const deadline = Date.now() + 30_000;
