@@ -253,7 +253,8 @@ describe('deploy/containerd/hosts.toml and deploy/Dockerfile (static)', () => {
     assert.match(text, /^VOLUME \/var\/lib\/soci-proxy$/m);
     assert.match(text, /^HEALTHCHECK .*CMD \["node", "-e", ".*\/healthz/m);
     assert.match(text, /^ENTRYPOINT \["soci-proxy"\]$/m);
-    assert.match(text, /^CMD \["serve", "--listen", "0\.0\.0\.0:5000"\]$/m);
+    assert.match(text, /^CMD \["serve"\]$/m);
+    assert.match(text, /SOCI_PROXY_LISTEN=0\.0\.0\.0:5000/);
     assert.match(text, /SOCI_PROXY_CACHE_DIR=\/var\/lib\/soci-proxy/);
     // Every COPY from the context exists and is not excluded by .dockerignore.
     const ignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
@@ -323,20 +324,21 @@ describe('deploy/Dockerfile image (buildah build, podman run)', { skip: imageSki
   const dir = tempDir('deploy-image');
   after(async () => {
     await runCommand('podman', ['rm', '-f', '--ignore', 'soci-proxy-deploy-test'], { check: false });
-    await runCommand('buildah', ['rmi', '-f', IMAGE_TAG], { check: false });
+    await runCommand('buildah', ['rmi', '-f', IMAGE_TAG, BASE_TAG], { check: false });
     dir.remove();
   });
 
   test('builds offline-based, runs as uid 1000, answers /healthz, serves a blob byte for byte', { timeout: 600_000 }, async () => {
     await offlineBase(dir.path);
-    const build = await runCommand('buildah', ['bud', '--pull=never', '--format', 'docker', '--isolation', 'oci', '--network', 'host', '--layers',
+    const build = await runCommand('buildah', ['bud', '--pull=never', '--format', 'docker', '--isolation', 'oci', '--network', 'host', '--layers=false',
       '--build-arg', `BASE_IMAGE=${BASE_TAG}`, '-f', 'deploy/Dockerfile', '-t', IMAGE_TAG, '.'], { cwd: ROOT, check: false, timeoutMs: 540_000 });
     assert.equal(build.code, 0, `buildah bud failed:\n${(build.stderr + build.stdout).split('\n').slice(-25).join('\n')}`);
     const cfg = JSON.parse((await runCommand('buildah', ['inspect', '--type', 'image', IMAGE_TAG])).stdout) as Obj;
     const oci = cfg.OCIv1.config as Obj;
     assert.equal(oci.User, '1000:1000');
     assert.deepEqual(oci.Entrypoint, ['soci-proxy']);
-    assert.deepEqual(oci.Cmd, ['serve', '--listen', '0.0.0.0:5000']);
+    assert.deepEqual(oci.Cmd, ['serve']);
+    assert.ok(oci.Env.includes('SOCI_PROXY_LISTEN=0.0.0.0:5000') && oci.Env.includes('SOCI_PROXY_CACHE_DIR=/var/lib/soci-proxy'), oci.Env.join(' '));
     assert.ok('5000/tcp' in oci.ExposedPorts);
     assert.ok('/var/lib/soci-proxy' in oci.Volumes);
     assert.match(JSON.stringify(cfg.Docker?.config?.Healthcheck ?? {}), /healthz/);
@@ -347,13 +349,18 @@ describe('deploy/Dockerfile image (buildah build, podman run)', { skip: imageSki
       await pushImage(image, { registry: registry.url, repo: 'lib/small', tag: 'v1' });
       const port = await freePort();
       // Host network: the container reaches the test registry on 127.0.0.1; the image's own CMD is
-      // kept, only --listen moves off the port the host may already use.
-      // podman's default RLIMIT_NOFILE (1048576) is above this machine's hard limit: runc then fails with
-      // "error setting rlimit type 7: operation not permitted", so pass the host's own limit.
-      const nofile = spawnSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).stdout.trim();
-      await runCommand('podman', ['run', '-d', '--name', 'soci-proxy-deploy-test', '--network', 'host', '--ulimit', `nofile=${nofile}:${nofile}`,
+      // kept, only SOCI_PROXY_LISTEN moves off the port the host may already use.
+      // podman's default RLIMIT_NOFILE/NPROC are above this machine's hard limits (runc: "error setting
+      // rlimit type 7: operation not permitted"), so pass the host's own. Its HEALTHCHECK timers need
+      // systemd, absent here: the check is run by hand below with `podman exec` instead.
+      const limits = readFileSync('/proc/self/limits', 'utf8');
+      const limit = (name: string): string => new RegExp(`^Max ${name}\\s+\\S+\\s+(\\d+)`, 'm').exec(limits)?.[1] ?? '4096';
+      // (Setting NPROC to the full hard limit is refused too; 4096 is plenty for one node process.)
+      const [nofile, nproc] = [limit('open files'), String(Math.min(4096, Number(limit('processes'))))];
+      await runCommand('podman', ['run', '-d', '--name', 'soci-proxy-deploy-test', '--network', 'host', '--no-healthcheck',
+        '--ulimit', `nofile=${nofile}:${nofile}`, '--ulimit', `nproc=${nproc}:${nproc}`,
         '-e', `SOCI_PROXY_UPSTREAM=${registry.url}`, '-e', 'SOCI_PROXY_INDEX_MODE=off', '-e', `SOCI_PROXY_LISTEN=127.0.0.1:${port}`,
-        IMAGE_TAG, 'serve']);
+        IMAGE_TAG]);
       const deadline = Date.now() + 30_000;
       let ok = false;
       while (!ok && Date.now() < deadline) {
@@ -362,6 +369,10 @@ describe('deploy/Dockerfile image (buildah build, podman run)', { skip: imageSki
       }
       const logs = async (): Promise<string> => (await runCommand('podman', ['logs', 'soci-proxy-deploy-test'], { check: false })).stderr;
       assert.ok(ok, `no /healthz within 30 s:\n${await logs()}`);
+      // The image's own HEALTHCHECK command, run inside the container.
+      const hc = cfg.Docker.config.Healthcheck.Test as string[];
+      assert.equal(hc[0], 'CMD');
+      assert.equal((await runCommand('podman', ['exec', 'soci-proxy-deploy-test', ...hc.slice(1)], { check: false })).code, 0, 'HEALTHCHECK passes');
       const top = await runCommand('podman', ['exec', 'soci-proxy-deploy-test', 'node', '-e', 'console.log(process.getuid(), require("fs").statSync("/var/lib/soci-proxy").uid)']);
       assert.equal(top.stdout.trim(), '1000 1000', 'runs as uid 1000 and owns its cache volume');
       const m = JSON.parse((await runCommand('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${registry.host}/lib/small:v1`])).stdout) as Obj;

@@ -17,6 +17,7 @@ import { ArtifactRecords } from './artifacts.js';
 import { AccessChecker } from './authz.js';
 import { ManifestService } from './manifests.js';
 import { BlobService } from './blobs.js';
+import { isStreamedBlob, toWebStream, type StreamedBlob } from './streamed-blob.js';
 import { channelEvents, type ProxyEvents } from './events.js';
 import { ociErrorResponse } from './http-errors.js';
 import { parseAccept } from './accept.js';
@@ -36,9 +37,14 @@ export interface ProxyAppOptions {
   ready?: () => Promise<boolean>;
   /** Image builds at once per job (layers in parallel). */
   layerConcurrency?: number;
+  /**
+   * Sends a streamed upstream blob. The composition root passes one that writes straight onto the Node
+   * socket; the default (tests, other transports) answers with a web stream of the same bytes.
+   */
+  sendStreamed?: (c: Context<AppEnv>, s: StreamedBlob) => Response;
 }
 
-export type AppEnv = { Variables: { log: Logger; reqId: string } };
+export type AppEnv = { Variables: { log: Logger; reqId: string }; Bindings: { outgoing?: unknown } };
 
 export interface ProxyApp {
   app: Hono<AppEnv>;
@@ -85,7 +91,8 @@ export function createProxyApp(opts: ProxyAppOptions): ProxyApp {
     c.set('reqId', reqId);
     const started = performance.now();
     await next();
-    c.header('X-Request-Id', reqId);
+    // A response already written to the socket (a streamed blob) carries its own X-Request-Id.
+    if (!c.res.headers.has('x-hono-already-sent')) c.header('X-Request-Id', reqId);
     const path = new URL(c.req.url).pathname;
     if (path !== '/healthz' && path !== '/readyz' && path !== '/metrics') {
       const ms = performance.now() - started;
@@ -147,7 +154,9 @@ export function createProxyApp(opts: ProxyAppOptions): ProxyApp {
     m = RE_BLOB.exec(path);
     if (m) {
       const { upstream, repo } = route(c, m[1] as string);
-      return blobs.handle({ upstream, repo, digest: m[2] as string, method: method(c), range: c.req.header('range'), credentials: credentials(c) });
+      const out = await blobs.handle({ upstream, repo, digest: m[2] as string, method: method(c), range: c.req.header('range'), credentials: credentials(c) });
+      if (!isStreamedBlob(out)) return out;
+      return opts.sendStreamed ? opts.sendStreamed(c, out) : new Response(toWebStream(out), { status: out.status, headers: out.headers });
     }
     m = RE_TAGS.exec(path);
     if (m) {

@@ -5,8 +5,7 @@
  * proxy then cuts itself — because a 200 silently corrupts lazy loading. Several ranges get a 400, on
  * which soci falls back to single ranges.
  */
-import { createHash } from 'node:crypto';
-import { Transform, pipeline } from 'node:stream';
+import { Readable } from 'node:stream';
 import { EMPTY_JSON_DIGEST } from '../oci/media-types.js';
 import { OciError } from '../oci/errors.js';
 import { isDigest } from '../oci/digest.js';
@@ -15,6 +14,7 @@ import type { AccessChecker } from './authz.js';
 import type { ClientCredentials, UpstreamRegistry } from './contracts.js';
 import type { ProxyEvents } from './events.js';
 import { parseRange, resolveRange, sliceStream } from './range.js';
+import type { StreamedBlob } from './streamed-blob.js';
 
 export interface BlobRequest {
   upstream: UpstreamRegistry;
@@ -35,96 +35,6 @@ function baseHeaders(digest: string): Record<string, string> {
   };
 }
 
-type NodeBody = AsyncIterable<Uint8Array> & {
-  destroy?(err?: Error): void;
-  on?(ev: string, fn: (...a: never[]) => void): unknown;
-  pause?(): unknown;
-  resume?(): unknown;
-};
-
-/**
- * A Node stream (or any async iterable) as a web ReadableStream for the Response body, without the
- * `Readable.from` + `Readable.toWeb` double wrapping (which cost two thirds of blob throughput): a Node
- * Readable pushes its chunks straight into the controller and is paused while the consumer is 1 MiB
- * behind; anything else is pulled chunk by chunk. Served bytes are published once, at the end.
- */
-function toWeb(body: NodeBody, count: (n: number) => void): ReadableStream<Uint8Array> {
-  let served = 0;
-  let reported = false;
-  const report = (): void => {
-    if (reported) return;
-    reported = true;
-    count(served);
-  };
-  const strategy = { highWaterMark: 1024 * 1024, size: (c: Uint8Array) => c.byteLength };
-  if (typeof body.on === 'function' && typeof body.pause === 'function' && typeof body.resume === 'function') {
-    const node = body as Required<Pick<NodeBody, 'on' | 'pause' | 'resume'>> & NodeBody;
-    return new ReadableStream<Uint8Array>({
-      start(ctrl) {
-        node.on('data', ((chunk: Uint8Array) => {
-          served += chunk.byteLength;
-          ctrl.enqueue(chunk);
-          if ((ctrl.desiredSize ?? 1) <= 0) node.pause();
-        }) as never);
-        node.on('end', (() => {
-          report();
-          ctrl.close();
-        }) as never);
-        node.on('error', ((err: Error) => {
-          report();
-          ctrl.error(err);
-        }) as never);
-      },
-      pull() {
-        node.resume();
-      },
-      cancel() {
-        report();
-        node.destroy?.();
-      },
-    }, strategy);
-  }
-  const it = body[Symbol.asyncIterator]();
-  return new ReadableStream<Uint8Array>({
-    async pull(ctrl) {
-      const { value, done } = await it.next();
-      if (done) {
-        report();
-        ctrl.close();
-        return;
-      }
-      served += value.byteLength;
-      ctrl.enqueue(value);
-    },
-    async cancel() {
-      report();
-      await it.return?.();
-      body.destroy?.();
-    },
-  }, strategy);
-}
-
-/**
- * A whole upstream blob passed through a sha256 check: the bytes flow on unchanged, and a body that does
- * not hash to `digest` ends in an error (the client's response is aborted instead of completing), so a
- * corrupt upstream never hands out a clean copy of the wrong bytes. Destroying either side destroys both.
- */
-function verified(body: NodeBody, digest: string): NodeBody {
-  const hash = createHash('sha256');
-  const check = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      cb(null, chunk);
-    },
-    flush(cb) {
-      const got = `sha256:${hash.digest('hex')}`;
-      cb(got === digest ? null : new OciError('DIGEST_INVALID', `upstream blob does not match ${digest}`, { status: 502 }));
-    },
-  });
-  pipeline(body as unknown as NodeJS.ReadableStream, check, () => undefined);
-  return check as unknown as NodeBody;
-}
-
 export class BlobService {
   readonly #records: ArtifactRecords;
   readonly #access: AccessChecker;
@@ -136,7 +46,7 @@ export class BlobService {
     this.#events = deps.events;
   }
 
-  async handle(req: BlobRequest): Promise<Response> {
+  async handle(req: BlobRequest): Promise<Response | StreamedBlob> {
     if (!isDigest(req.digest)) throw new OciError('DIGEST_INVALID', `invalid digest ${JSON.stringify(req.digest.slice(0, 80))}`);
     const spec = parseRange(req.range);
     if (spec.kind === 'multi') throw new OciError('RANGE_INVALID', 'multiple ranges are not supported; request one range at a time', { status: 400 });
@@ -148,12 +58,20 @@ export class BlobService {
     const r = await req.upstream.getBlob(req.repo, req.digest, { method: req.method, range: single ? req.range : undefined, credentials: req.credentials });
     const headers = baseHeaders(req.digest);
     if (r.contentType) headers['Content-Type'] = r.contentType;
-    const count = (n: number): void => this.#events.publish({ type: 'bytes-served', kind: 'upstream-blob', bytes: n });
+    const streamed = (status: number, body: AsyncIterable<Uint8Array>, verify: string | undefined): StreamedBlob => ({
+      kind: 'streamed-blob',
+      status,
+      headers,
+      body: body instanceof Readable ? body : Readable.from(body, { objectMode: false }),
+      verify,
+      onDone: (bytes) => this.#events.publish({ type: 'bytes-served', kind: 'upstream-blob', bytes }),
+    });
     if (r.status === 206 && single) {
       if (r.contentRange) headers['Content-Range'] = r.contentRange;
       const m = r.contentRange ? /bytes (\d+)-(\d+)\//.exec(r.contentRange) : null;
       if (m) headers['Content-Length'] = String(Number(m[2]) - Number(m[1]) + 1);
-      return new Response(req.method === 'HEAD' || !r.body ? null : toWeb(r.body, count), { status: 206, headers });
+      if (req.method === 'HEAD' || !r.body) return new Response(null, { status: 206, headers });
+      return streamed(206, r.body, undefined);
     }
     if (single && r.size !== undefined) {
       // The upstream ignored the Range: cut it here rather than answer 200.
@@ -168,11 +86,14 @@ export class BlobService {
         r.body?.destroy?.();
         return new Response(null, { status: 206, headers });
       }
-      return new Response(toWeb(sliceStream(r.body, range.start, range.end), count), { status: 206, headers });
+      return streamed(206, sliceStream(r.body, range.start, range.end), undefined);
     }
     if (r.size !== undefined) headers['Content-Length'] = String(r.size);
-    const whole = r.body && req.digest.startsWith('sha256:') ? verified(r.body, req.digest) : r.body;
-    return new Response(req.method === 'HEAD' || !whole ? null : toWeb(whole, count), { status: 200, headers });
+    if (req.method === 'HEAD' || !r.body) {
+      r.body?.destroy?.();
+      return new Response(null, { status: 200, headers });
+    }
+    return streamed(200, r.body, req.digest);
   }
 
   async #synthesized(req: BlobRequest): Promise<Uint8Array | undefined> {

@@ -10,10 +10,14 @@ import type { Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { parseArgs } from 'node:util';
 import { serve } from '@hono/node-server';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
+import { ServerResponse } from 'node:http';
+import type { Context } from 'hono';
+import { pipeStreamedBlob, toWebStream, type StreamedBlob } from './streamed-blob.js';
 import pino from 'pino';
 import { openCache } from '../cache/index.js';
 import { IndexerPool } from '../indexer/pool.js';
-import { createProxyApp } from './app.js';
+import { createProxyApp, type AppEnv } from './app.js';
 import { channelEvents } from './events.js';
 import { createMetrics } from './metrics.js';
 import { ConfiguredRouter } from './upstream-adapter.js';
@@ -173,6 +177,16 @@ function readPem(path: string, flag: string): Buffer {
   }
 }
 
+/** Blob bodies go straight onto the Node socket (no web-stream hop): the pass-through hot path. */
+function sendStreamed(c: Context<AppEnv>, s: StreamedBlob): Response {
+  const res = c.env?.outgoing;
+  if (res instanceof ServerResponse) {
+    pipeStreamedBlob({ ...s, headers: { ...s.headers, 'X-Request-Id': c.get('reqId') } }, res);
+    return RESPONSE_ALREADY_SENT;
+  }
+  return new Response(toWebStream(s), { status: s.status, headers: s.headers });
+}
+
 export async function serveMain(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const s = resolveSettings(argv, env);
   if (s.help) return 0;
@@ -218,6 +232,7 @@ export async function serveMain(argv: string[], env: NodeJS.ProcessEnv = process
     config: core,
     events,
     metrics: metrics.render,
+    sendStreamed,
     // Not ready while shutting down, so a load balancer stops sending new requests on kept-alive connections.
     ready: () => Promise.resolve(!stopping),
   });

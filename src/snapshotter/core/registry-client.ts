@@ -189,9 +189,8 @@ export class RegistryClient {
           method: 'GET',
           headers: { ...headers, ...this.authHeaders(ref.host, ref.repo) },
           signal,
-          maxRedirections: 5,
           ...(this.#opts.dispatcher ? { dispatcher: this.#opts.dispatcher } : {}),
-        } as Parameters<typeof request>[1]);
+        });
       } catch (err) {
         throw new Transient(signal.aborted ? `${path}: timed out` : (err as Error).message);
       }

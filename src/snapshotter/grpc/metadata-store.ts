@@ -4,7 +4,8 @@
  * leaves either the old or the new record, never half of one. Every file carries a sha256 of its record;
  * a file that does not parse or whose sum does not match (a torn write by some other path, a truncated
  * copy) is ignored at load and reported, and leftover temp files are deleted. A snapshot's identity is its
- * numeric id (its directory `<root>/snapshots/<id>`); renames (Commit) rewrite the same file. Only async
+ * numeric id (its directory `<root>/snapshots/<id>`); renames (Commit) rewrite the same file. Ids are
+ * unique among loaded records and reserved ids (the owner reserves the ids of leftover directories). Only async
  * fs calls here: the process serves FUSE on its main thread.
  */
 import { createHash } from 'node:crypto';
@@ -130,7 +131,12 @@ export class MetadataStore {
     return this.all().filter((r) => r.parent === name);
   }
 
-  /** A fresh id, never reused within this store's life (ids of removed snapshots are not handed out again). */
+  /** Makes every later id greater than `id` (for ids still in use outside the store, e.g. leftover dirs). */
+  reserveThrough(id: number): void {
+    this.#nextId = Math.max(this.#nextId, id + 1);
+  }
+
+  /** A fresh id: above every loaded or reserved id, never handed out twice by this instance. */
   allocateId(): string {
     return String(this.#nextId++);
   }

@@ -102,6 +102,7 @@ export class Snapshotter {
     await mkdir(join(opts.root, 'snapshots'), { recursive: true });
     const store = await MetadataStore.open(join(opts.root, 'metadata'));
     const s = new Snapshotter(opts, store);
+    for (const d of await readdir(join(opts.root, 'snapshots'))) if (/^\d+$/.test(d)) store.reserveThrough(Number(d));
     for (const p of store.problems) s.#log.warn({ file: p.file, reason: p.reason }, 'ignoring damaged snapshot record');
     return s;
   }
@@ -160,8 +161,19 @@ export class Snapshotter {
       const rec = await this.#create('active', key, parent, labels);
       const source = target ? remoteSourceFromLabels(labels) : undefined;
       if (target && source && (await this.#tryRemote(rec, target, source))) throw alreadyExists(`target snapshot ${JSON.stringify(target)}`);
-      return this.#mountsOf(rec);
+      return this.#mountsOrUndo(rec);
     });
+  }
+
+  /** The new snapshot's mounts; if its parents cannot be made available, the snapshot is dropped again. */
+  async #mountsOrUndo(rec: SnapshotRecord): Promise<Mount[]> {
+    try {
+      return await this.#mountsOf(rec);
+    } catch (err) {
+      await this.#store.delete(rec.id);
+      await this.#release(rec.id);
+      throw err;
+    }
   }
 
   /** Mounts the layer lazily and commits it as `target`; false when the normal path must be taken. */
@@ -200,7 +212,7 @@ export class Snapshotter {
   }
 
   view(key: string, parent: string, labels: Record<string, string> = {}): Promise<Mount[]> {
-    return this.#serial(async () => this.#mountsOf(await this.#create('view', key, parent, labels)));
+    return this.#serial(async () => this.#mountsOrUndo(await this.#create('view', key, parent, labels)));
   }
 
   mounts(key: string): Promise<Mount[]> {
@@ -312,7 +324,7 @@ export class Snapshotter {
     });
   }
 
-  list(filters: readonly string[] = []): Promise<SnapshotInfo[]> {
+  async list(filters: readonly string[] = []): Promise<SnapshotInfo[]> {
     const match = compileFilters(filters);
     return this.#serial(async () => this.#store.all().filter(match).map(toInfo));
   }
