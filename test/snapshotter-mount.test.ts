@@ -127,7 +127,16 @@ describe('soci-proxy mount', { skip }, () => {
 
   before(async () => {
     registry = await startRegistry({ dir: join(work.path, 'registry') });
-    python = await pythonImage();
+    // The harness python image is little more than what python3.11 needs to start; real images carry
+    // much more (docs, other tools). A third layer of unused files stands in for that.
+    const py = await pythonImage();
+    const unused: Record<string, Uint8Array> = {};
+    for (let i = 0; i < 24; i++) unused[`usr/share/unused/blob-${i}.bin`] = randomBytes(256 * 1024, 300 + i);
+    python = await buildImage({
+      tag: 'pyplus',
+      layers: [...py.layers.map((l) => ({ tarGz: l.blob })), { files: unused }],
+      config: { cmd: ['/usr/bin/python3.11', '-c', 'import json; print(json.dumps({"ok": 1}))'] },
+    });
     mixed = await mixedImage();
     const lower: Record<string, Uint8Array | string> = { 'big/random.bin': randomBytes(200 * 1024, 41) };
     for (const n of ['gone.txt', 'keep.txt']) lower[`w/${n}`] = textBytes(3000, n.length);
@@ -162,10 +171,11 @@ describe('soci-proxy mount', { skip }, () => {
     work.remove();
   });
 
-  test('python image: lazy rootfs equals the layers, chroot runs python3.11, registry serves far less than the image', async () => {
+  test('python image: lazy rootfs equals the layers, chroot runs python3.11, registry serves far less than the image', async (t) => {
     const mp = join(work.path, 'py');
     const mark = registry.requests().length;
     await mount('test/python', mp, join(work.path, 'cache-py'));
+    t.after(() => cli(['unmount', mp]));
     const state = JSON.parse(readFileSync(join(work.path, '.py.soci-mount.json'), 'utf8')) as { pid: number; layers: Array<{ lazy: boolean }> };
     assert.deepEqual(state.layers.map((l) => l.lazy), python.layers.map(() => true), 'every python layer has a zTOC and is lazy');
     const r = await runCommand('chroot', [mp, '/usr/bin/python3.11', '-c', 'import json; print(json.dumps({"ok": 1}))'], { timeoutMs: 30_000 });
@@ -173,9 +183,11 @@ describe('soci-proxy mount', { skip }, () => {
     await registry.settle();
     const served = python.layers.reduce((n, l) => n + registry.blobBytes(l.descriptor.digest, mark), 0);
     const total = python.layers.reduce((n, l) => n + l.blob.length, 0);
-    console.log(`python3.11 start: registry served ${served} of ${total} layer bytes (${(100 * served / total).toFixed(1)}%)`);
+    const perLayer = python.layers.map((l) => `${registry.blobBytes(l.descriptor.digest, mark)}/${l.blob.length}`).join(', ');
+    t.diagnostic(`python3.11 start: registry served ${served} of ${total} layer bytes (${(100 * served / total).toFixed(1)}%; per layer ${perLayer})`);
     assert.ok(served > 0, 'python ran from lazily fetched spans');
-    assert.ok(served < 0.6 * total, `served ${served} of ${total} bytes`);
+    assert.ok(served < 0.5 * total, `served ${served} of ${total} bytes`);
+    assert.equal(registry.blobBytes(python.layers[2]?.descriptor.digest ?? '', mark), 0, 'the unused layer was not read');
     const c = await compare(python, mp);
     assert.equal(c.nbad, 0, JSON.stringify(c.bad, null, 1));
     assert.ok(c.checked > 500, `checked ${c.checked} entries`);
@@ -185,8 +197,9 @@ describe('soci-proxy mount', { skip }, () => {
     assert.throws(() => process.kill(state.pid, 0), 'the mount process has exited');
   });
 
-  test('mixed image: lazy (gzip, tar) and unpacked (pax global, multi-member, small) layers, hard links and symlinks', async () => {
+  test('mixed image: lazy (gzip, tar) and unpacked (pax global, multi-member, small) layers, hard links and symlinks', async (t) => {
     const mp = join(work.path, 'mixed');
+    t.after(() => cli(['unmount', mp]));
     await mount('test/mixed', mp, join(work.path, 'cache-mixed'));
     const state = JSON.parse(readFileSync(join(work.path, '.mixed.soci-mount.json'), 'utf8')) as { layers: Array<{ lazy: boolean }> };
     assert.deepEqual(state.layers.map((l) => l.lazy), [true, true, false, false, false]);
@@ -199,8 +212,9 @@ describe('soci-proxy mount', { skip }, () => {
     assert.deepEqual(fuseMounts().filter((l) => l.includes(work.path)), []);
   });
 
-  test('whiteouts and opaque dirs from lazy and unpacked layers hide lower files', async () => {
+  test('whiteouts and opaque dirs from lazy and unpacked layers hide lower files', async (t) => {
     const mp = join(work.path, 'wh');
+    t.after(() => cli(['unmount', mp]));
     await mount('test/wh', mp, join(work.path, 'cache-wh'));
     const state = JSON.parse(readFileSync(join(work.path, '.wh.soci-mount.json'), 'utf8')) as { layers: Array<{ lazy: boolean }> };
     assert.deepEqual(state.layers.map((l) => l.lazy), [true, true, false]);
@@ -214,9 +228,10 @@ describe('soci-proxy mount', { skip }, () => {
     assert.deepEqual(fuseMounts().filter((l) => l.includes(work.path)), []);
   });
 
-  test('fault: proxy gone → EIO within the deadline; back on the same port → reads work', async () => {
+  test('fault: proxy gone → EIO within the deadline; back on the same port → reads work', async (t) => {
     const mp = join(work.path, 'fault');
     mkdirSync(mp, { recursive: true });
+    t.after(() => cli(['unmount', mp]));
     await mount('test/mixed', mp, join(work.path, 'cache-fault'), ['--read-timeout-ms', '4000', '--fetch-timeout-ms', '1000', '--retries', '1']);
     await proxy.stop();
     const t0 = Date.now();

@@ -17,6 +17,7 @@ import { ArtifactRecords } from './artifacts.js';
 import { AccessChecker } from './authz.js';
 import { ManifestService } from './manifests.js';
 import { BlobService } from './blobs.js';
+import { indexLayerOnce, type SociJobDeps } from './soci-job.js';
 import { isStreamedBlob, toWebStream, type StreamedBlob } from './streamed-blob.js';
 import { channelEvents, type ProxyEvents } from './events.js';
 import { ociErrorResponse } from './http-errors.js';
@@ -64,24 +65,19 @@ export function createProxyApp(opts: ProxyAppOptions): ProxyApp {
   const events = opts.events ?? channelEvents();
   const records = new ArtifactRecords(opts.cache, sociOptionsKey(config.soci));
   const access = new AccessChecker({ ttlMs: config.authzCacheMs });
-  const manifests = new ManifestService({
+  const job: SociJobDeps = {
     records,
-    access,
-    config,
+    indexer: opts.indexer,
+    soci: config.soci,
+    logger: opts.logger,
     events,
-    job: {
-      records,
-      indexer: opts.indexer,
-      soci: config.soci,
-      logger: opts.logger,
-      events,
-      maxManifestBytes: config.maxManifestBytes,
-      maxLayers: config.maxLayers,
-      maxManifests: config.maxManifests,
-      layerConcurrency: opts.layerConcurrency ?? 4,
-    },
-  });
-  const blobs = new BlobService({ records, access, events });
+    maxManifestBytes: config.maxManifestBytes,
+    maxLayers: config.maxLayers,
+    maxManifests: config.maxManifests,
+    layerConcurrency: opts.layerConcurrency ?? 4,
+  };
+  const manifests = new ManifestService({ records, access, config, events, job });
+  const blobs = new BlobService({ records, access, events, rebuild: (upstream, repo, layer, creds) => indexLayerOnce(job, upstream, repo, layer, creds) });
   const app = new Hono<AppEnv>();
 
   app.use('*', async (c, next) => {

@@ -8,13 +8,17 @@
 import { Readable } from 'node:stream';
 import { EMPTY_JSON_DIGEST } from '../oci/media-types.js';
 import { OciError } from '../oci/errors.js';
-import { isDigest } from '../oci/digest.js';
+import { isDigest, verifyDigest } from '../oci/digest.js';
+import type { Descriptor } from '../oci/types.js';
 import type { ArtifactRecords } from './artifacts.js';
 import type { AccessChecker } from './authz.js';
 import type { ClientCredentials, UpstreamRegistry } from './contracts.js';
 import type { ProxyEvents } from './events.js';
 import { parseRange, resolveRange, sliceStream } from './range.js';
 import type { StreamedBlob } from './streamed-blob.js';
+
+/** Indexes a layer again (single flight), storing its zTOC; used when a served zTOC went missing. */
+export type RebuildZtoc = (upstream: UpstreamRegistry, repo: string, layer: Descriptor, credentials: ClientCredentials) => Promise<unknown>;
 
 export interface BlobRequest {
   upstream: UpstreamRegistry;
@@ -40,10 +44,13 @@ export class BlobService {
   readonly #access: AccessChecker;
   readonly #events: ProxyEvents;
 
-  constructor(deps: { records: ArtifactRecords; access: AccessChecker; events: ProxyEvents }) {
+  readonly #rebuild: RebuildZtoc | undefined;
+
+  constructor(deps: { records: ArtifactRecords; access: AccessChecker; events: ProxyEvents; rebuild?: RebuildZtoc }) {
     this.#records = deps.records;
     this.#access = deps.access;
     this.#events = deps.events;
+    this.#rebuild = deps.rebuild;
   }
 
   async handle(req: BlobRequest): Promise<Response | StreamedBlob> {
@@ -101,7 +108,13 @@ export class BlobService {
     const rec = await this.#records.doc(req.digest);
     if (!rec) return undefined;
     await this.#access.check(req.upstream, req.repo, rec.source, req.credentials);
-    return this.#records.cache.getBlob(req.digest);
+    const bytes = await this.#records.cache.getBlob(req.digest);
+    if (bytes || !rec.layer || !this.#rebuild) return bytes;
+    // A zTOC evicted or found corrupt while a SOCI index naming it is still out there: indexing is
+    // deterministic, so build it again from the layer and serve it only if it is the same digest.
+    const built = (await this.#rebuild(req.upstream, req.repo, { mediaType: rec.layer.mediaType, digest: rec.source.digest, size: rec.layer.size }, req.credentials)) as { ztocBytes?: Uint8Array } | undefined;
+    const again = built?.ztocBytes ?? (await this.#records.cache.getBlob(req.digest));
+    return again && verifyDigest(again, req.digest) ? again : undefined;
   }
 
   #serveBytes(req: BlobRequest, bytes: Uint8Array, spec: ReturnType<typeof parseRange>): Response {

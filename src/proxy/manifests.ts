@@ -10,7 +10,7 @@
  * always agree on the digest. Whatever cannot be built in time, or fails, is answered with the original.
  */
 import type { Logger } from 'pino';
-import { isDigest } from '../oci/digest.js';
+import { isDigest, verifyDigest } from '../oci/digest.js';
 import { isIndexType, isManifestType, MediaType } from '../oci/media-types.js';
 import type { ArtifactRecords, SociRecord } from './artifacts.js';
 import type { AccessChecker } from './authz.js';
@@ -83,10 +83,30 @@ export class ManifestService {
       await access.check(req.upstream, req.repo, rec.source, req.credentials);
       const bytes = req.method === 'GET' ? await records.cache.getBlob(req.reference) : undefined;
       if (req.method === 'HEAD' || bytes) return manifestResponse(rec.mediaType, req.reference, rec.size, bytes, req.method);
-      req.log.warn({ digest: req.reference }, 'synthesized manifest missing from cache; asking upstream');
+      const rebuilt = await this.#rebuildDoc(req, rec.source.digest);
+      if (rebuilt) return manifestResponse(rec.mediaType, req.reference, rebuilt.length, rebuilt, 'GET');
+      req.log.warn({ digest: req.reference }, 'synthesized manifest missing from cache and not rebuilt; asking upstream');
     }
     const r = await req.upstream.getManifest(req.repo, req.reference, { accept: withAll(req.accept), method: req.method, credentials: req.credentials });
     return manifestResponse(r.mediaType, r.digest, r.size, r.bytes, req.method);
+  }
+
+  /**
+   * A synthesized document lost from the cache (evicted, or found corrupt) while clients may still hold
+   * its digest: build the SOCI image of its source again. The bytes are a pure function of the source, so
+   * the same digest comes back; anything else is not served.
+   */
+  async #rebuildDoc(req: ManifestRequest, sourceDigest: string): Promise<Uint8Array | undefined> {
+    try {
+      const src = await req.upstream.getManifest(req.repo, sourceDigest, { accept: ALL_MANIFEST_TYPES, method: 'GET', credentials: req.credentials });
+      if (!src.bytes) return undefined;
+      await this.#start(req, { mediaType: src.mediaType, digest: src.digest, bytes: src.bytes });
+      const bytes = await this.#d.records.cache.getBlob(req.reference);
+      return bytes && verifyDigest(bytes, req.reference) ? bytes : undefined;
+    } catch (err) {
+      req.log.warn({ digest: req.reference, err: err instanceof Error ? err.message : String(err) }, 'rebuilding a lost document failed');
+      return undefined;
+    }
   }
 
   async #byTag(req: ManifestRequest): Promise<Response> {

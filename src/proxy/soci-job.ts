@@ -179,7 +179,7 @@ async function fetchPlatform(upstream: UpstreamRegistry, repo: string, manifest:
 }
 
 /** Indexes one layer once per fleet; returns its record (from the cache when another request did the work). */
-async function indexLayerOnce(deps: SociJobDeps, upstream: UpstreamRegistry, repo: string, layer: Descriptor, credentials: ClientCredentials): Promise<LayerRecord> {
+export async function indexLayerOnce(deps: SociJobDeps, upstream: UpstreamRegistry, repo: string, layer: Descriptor, credentials: ClientCredentials): Promise<LayerRecord> {
   const { records } = deps;
   const cached = await records.layer(layer.digest);
   if (cached) {
@@ -207,8 +207,16 @@ async function indexLayerOnce(deps: SociJobDeps, upstream: UpstreamRegistry, rep
     let rec: LayerRecord;
     if (result.status === 'indexed') {
       await records.cache.putBlob(result.ztocDigest, result.ztoc);
-      await records.putDoc(result.ztocDigest, result.ztoc, { mediaType: MediaType.sociLayer, size: result.ztoc.length, source: { kind: 'blob', digest: layer.digest } });
+      await records.putDoc(result.ztocDigest, result.ztoc, {
+        mediaType: MediaType.sociLayer,
+        size: result.ztoc.length,
+        source: { kind: 'blob', digest: layer.digest },
+        layer: { mediaType: layer.mediaType, size: layer.size },
+      });
       rec = { status: 'indexed', ztocDigest: result.ztocDigest, ztocSize: result.ztoc.length, needsXattrs: result.needsXattrs, spans: result.spanCount, files: result.fileCount };
+      // In-process callers also get the bytes (not persisted in the record): a zTOC larger than a tiny
+      // cache can then still be served to the request that rebuilt it.
+      Object.defineProperty(rec, 'ztocBytes', { value: result.ztoc, enumerable: false });
     } else {
       rec = { status: 'skipped', code: result.code, reason: result.reason };
       deps.logger.warn({ layer: layer.digest, code: result.code, reason: result.reason }, 'layer served without a zTOC');

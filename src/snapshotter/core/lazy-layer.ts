@@ -1,8 +1,9 @@
 /**
  * One lazily served layer, shared by every mount of the same layer digest: its zTOC tree, its
  * `SpanFetcher` (verified, inflated spans in a bounded disk cache keyed by layer digest; concurrent reads of
- * one span fetch once), read-ahead and a background filler. A read that ends within `prefetchWindow` of
- * its last span's end starts fetching the next span, so large sequential reads rarely wait. The
+ * one span fetch once), read-ahead and a background filler. A read that continues where an earlier read
+ * ended (a sequential stream) and ends within `prefetchWindow` of its last span's end starts fetching the
+ * next span, so large sequential reads rarely wait while scattered reads (mmap faults) fetch nothing extra. The
  * background filler fetches one missing span every `bgFetchPeriodMs` once no on-demand read has come for
  * `bgQuietMs`, and never while an on-demand read is in flight, so it yields to the reader.
  *
@@ -48,6 +49,8 @@ export class LazyLayer implements LayerContent {
   /** Who asked first for a span now being fetched. */
   readonly #kind = new Map<number, FetchKind>();
   readonly #startToId = new Map<number, number>();
+  /** End offsets of recent reads: a read starting at one of them is part of a sequential stream. */
+  readonly #recentEnds = new Set<number>();
   #demandInFlight = 0;
   #lastDemand = Date.now();
   #timer: NodeJS.Timeout | undefined;
@@ -113,7 +116,10 @@ export class LazyLayer implements LayerContent {
     try {
       const data = await this.#reader.readRange({ read: () => Promise.reject(new Error('unused')) }, offset, length, (id) => this.#span(id, 'demand'));
       this.#metrics.emit({ type: 'read', layerDigest: this.layerDigest, bytes: length, ms: performance.now() - t0 });
-      this.#maybePrefetch(offset + length);
+      if (this.#recentEnds.has(offset)) this.#maybePrefetch(offset + length);
+      this.#recentEnds.delete(offset);
+      this.#recentEnds.add(offset + length);
+      if (this.#recentEnds.size > 64) this.#recentEnds.delete(this.#recentEnds.values().next().value as number);
       return data;
     } finally {
       this.#demandInFlight--;

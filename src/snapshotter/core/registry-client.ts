@@ -128,18 +128,22 @@ export class RegistryClient {
       const res = await this.#send(ref, path, {}, signal);
       const tmp = `${file}.part`;
       const out = createWriteStream(tmp);
+      let writeError: Error | undefined;
+      out.on('error', (err) => (writeError = err));
       const h = sha256Stream();
       let size = 0;
       try {
         for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
           h.update(chunk);
           size += chunk.length;
-          if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
+          if (writeError) throw writeError;
+          if (!out.write(chunk)) await new Promise<void>((r) => { out.once('drain', () => r()); out.once('error', () => r()); });
         }
         await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
       } catch (err) {
         out.destroy();
         await unlink(tmp).catch(() => undefined);
+        if (writeError) throw writeError;
         throw signal.aborted ? new Transient(`${path}: timed out`) : new Transient((err as Error).message);
       }
       if (h.digest() !== digest) {
