@@ -71,12 +71,12 @@ export class ArtifactRecords {
 
   /**
    * The recorded outcome for a layer. An `indexed` record whose zTOC is no longer in the cache (evicted by
-   * the size bound or `cache gc`) counts as a miss, so the layer is indexed again rather than pointing
+   * the size bound or `cache gc`), or whose `doc:` record was lost, counts as a miss, so the layer is indexed again rather than pointing
    * clients at a missing blob.
    */
   async layer(layerDigest: string): Promise<LayerRecord | undefined> {
     const rec = parse<LayerRecord>(await this.#cache.getMeta(this.layerKey(layerDigest)));
-    if (rec?.status === 'indexed' && !(await this.#cache.hasBlob(rec.ztocDigest))) return undefined;
+    if (rec?.status === 'indexed' && !(await this.#present(rec.ztocDigest))) return undefined;
     return rec;
   }
 
@@ -92,8 +92,13 @@ export class ArtifactRecords {
   async soci(upstreamDigest: string): Promise<SociRecord | undefined> {
     const rec = parse<SociRecord>(await this.#cache.getMeta(this.sociKey(upstreamDigest)));
     if (!rec || !Array.isArray(rec.blobs)) return undefined;
-    for (const d of rec.blobs) if (!(await this.#cache.hasBlob(d))) return undefined;
+    for (const d of rec.blobs) if (!(await this.#present(d))) return undefined;
     return rec;
+  }
+
+  /** A synthesized artifact is servable only with both its bytes and its `doc:` record. */
+  async #present(digest: string): Promise<boolean> {
+    return (await this.#cache.hasBlob(digest)) && (await this.#cache.getMeta(`doc:${digest}`)) !== undefined;
   }
 
   async putSoci(upstreamDigest: string, rec: SociRecord): Promise<void> {

@@ -2,6 +2,7 @@
  * Typed configuration of the proxy core, with documented defaults. Parsed and validated once, in the
  * composition root (`main.ts` / `../cli.ts`); nothing below reads flags or the environment.
  */
+import { createHash } from 'node:crypto';
 import { SOCI_DEFAULTS } from '../oci/media-types.js';
 
 export type IndexMode = 'wait' | 'background' | 'off';
@@ -67,7 +68,8 @@ export const DEFAULT_PROXY_CONFIG: ProxyCoreConfig = {
   maxManifests: 256,
 };
 
-/** A short stable key of the options that change derived bytes (part of every cache key). */
+/** A short stable key of the options that change derived bytes (part of every cache key; no spaces). */
 export function sociOptionsKey(o: SociOptions): string {
-  return [o.spanSize, o.minLayerSize, o.buildToolIdentifier, o.spanSizeAnnotation ? 1 : 0, o.xattrOptimization ? 1 : 0, 'v1'].join('|');
+  const parts = [o.spanSize, o.minLayerSize, o.buildToolIdentifier, o.spanSizeAnnotation ? 1 : 0, o.xattrOptimization ? 1 : 0, 'v1'].join('|');
+  return createHash('sha256').update(parts).digest('hex').slice(0, 16);
 }

@@ -17,6 +17,11 @@ import type { LayerContent } from '../fs/index.js';
 import { SpanFetcher } from '../remote/index.js';
 import type { FetchKind, SnapshotterMetrics } from './metrics.js';
 
+/** A read starting at most this far past an earlier read's end continues a forward stream. */
+const SEQUENTIAL_GAP = 64 * 1024;
+/** Spans fetched ahead of a forward stream. */
+const PREFETCH_SPANS = 2;
+
 export interface LazyLayerOptions {
   layerDigest: string;
   reader: ZtocReader;
@@ -67,7 +72,7 @@ export class LazyLayer implements LayerContent {
     this.#prefix = opts.layerDigest.replace(/^sha256:/, '').replace(/[^0-9a-zA-Z]/g, '_');
     this.#period = opts.bgFetchPeriodMs ?? 500;
     this.#quiet = opts.bgQuietMs ?? 30_000;
-    this.#window = opts.prefetchWindow ?? 256 * 1024;
+    this.#window = opts.prefetchWindow ?? 512 * 1024;
     for (const s of opts.reader.spans) if (!this.#startToId.has(s.start)) this.#startToId.set(s.start, s.id);
     const counted: RangeSource = {
       read: async (start, end) => {
@@ -116,7 +121,13 @@ export class LazyLayer implements LayerContent {
     try {
       const data = await this.#reader.readRange({ read: () => Promise.reject(new Error('unused')) }, offset, length, (id) => this.#span(id, 'demand'));
       this.#metrics.emit({ type: 'read', layerDigest: this.layerDigest, bytes: length, ms: performance.now() - t0 });
-      if (this.#recentEnds.has(offset)) this.#maybePrefetch(offset + length);
+      // Forward-moving reads (one file read on, or the next files of a tar-order walk) read ahead.
+      for (const e of this.#recentEnds) {
+        if (offset >= e && offset - e <= SEQUENTIAL_GAP) {
+          this.#maybePrefetch(offset + length);
+          break;
+        }
+      }
       this.#recentEnds.delete(offset);
       this.#recentEnds.add(offset + length);
       if (this.#recentEnds.size > 64) this.#recentEnds.delete(this.#recentEnds.values().next().value as number);
@@ -131,10 +142,10 @@ export class LazyLayer implements LayerContent {
     const spans = this.#reader.spans;
     const last = this.#reader.spanAt(Math.max(0, end - 1));
     const s = spans[last];
-    const next = last + 1;
-    if (s === undefined || next >= spans.length || this.#have.has(next) || this.#kind.has(next)) return;
-    if (s.outEnd - end > this.#window) return;
-    this.#span(next, 'prefetch').catch(() => undefined);
+    if (s === undefined || s.outEnd - end > this.#window) return;
+    for (let next = last + 1; next <= last + PREFETCH_SPANS && next < spans.length; next++) {
+      if (!this.#have.has(next) && !this.#kind.has(next)) this.#span(next, 'prefetch').catch(() => undefined);
+    }
   }
 
   async #backgroundTick(): Promise<void> {
