@@ -124,6 +124,14 @@ describe('containerd remote snapshotter', { skip }, () => {
     assert.equal(exit.code, 0, snap!.logs().slice(-2000));
     assert.deepEqual(fuseMounts(snapRoot), [], 'SIGTERM unmounts every layer');
     snap = await startSnapshotter();
+    // containerd redials a restarted plugin on its gRPC backoff schedule (about 1 s, growing 1.6x): until
+    // then its calls fail fast with "connection error". Retry that one condition for a bounded time.
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const r = await ctrd.ctr(['snapshots', '--snapshotter', 'soci', 'usage'], { timeoutMs: 10_000 });
+      if (r.code === 0 || !/connection error|Unavailable|unavailable/.test(r.stderr) || Date.now() > deadline) break;
+      await new Promise((res) => setTimeout(res, 500));
+    }
     const out3 = await ctrOk(['run', '--rm', '--snapshotter', 'soci', ref, 'c3']);
     assert.equal(out3.trim(), '{"ok": 1}');
     assert.deepEqual(fuseMounts(snapRoot), mounts1, 'the same layers are mounted again at the same places');
