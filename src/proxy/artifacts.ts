@@ -22,6 +22,8 @@ export interface DocRecord {
   mediaType: string;
   size: number;
   source: SourceRef;
+  /** An upstream manifest kept by digest (immutable content, served cache-first after the access check). */
+  upstream?: boolean;
   /** zTOCs only: the image layer they index, so a zTOC lost from the cache can be rebuilt on demand. */
   layer?: { mediaType: string; size: number };
 }

@@ -79,7 +79,13 @@ export class ManifestService {
   async #byDigest(req: ManifestRequest): Promise<Response> {
     const { records, access } = this.#d;
     const rec = await records.doc(req.reference);
-    if (rec && (isManifestType(rec.mediaType) || isIndexType(rec.mediaType))) {
+    if (rec && rec.upstream && accepts(withAll(req.accept), rec.mediaType)) {
+      // An upstream manifest seen before: immutable, so served from the cache once the upstream has
+      // confirmed (recently, for this credential) that the client may read it.
+      await access.check(req.upstream, req.repo, rec.source, req.credentials);
+      const bytes = req.method === 'GET' ? await records.cache.getBlob(req.reference) : undefined;
+      if (req.method === 'HEAD' || bytes) return manifestResponse(rec.mediaType, req.reference, rec.size, bytes, req.method);
+    } else if (rec && !rec.upstream && (isManifestType(rec.mediaType) || isIndexType(rec.mediaType))) {
       await access.check(req.upstream, req.repo, rec.source, req.credentials);
       const bytes = req.method === 'GET' ? await records.cache.getBlob(req.reference) : undefined;
       if (req.method === 'HEAD' || bytes) return manifestResponse(rec.mediaType, req.reference, rec.size, bytes, req.method);
@@ -88,7 +94,17 @@ export class ManifestService {
       req.log.warn({ digest: req.reference }, 'synthesized manifest missing from cache and not rebuilt; asking upstream');
     }
     const r = await req.upstream.getManifest(req.repo, req.reference, { accept: withAll(req.accept), method: req.method, credentials: req.credentials });
+    this.#keep(req, r);
     return manifestResponse(r.mediaType, r.digest, r.size, r.bytes, req.method);
+  }
+
+  /** Keeps an upstream manifest fetched by digest (the client verified it) for cache-first reads. */
+  #keep(req: ManifestRequest, r: ManifestResponse): void {
+    if (!r.bytes || !isDigest(r.digest) || r.bytes.length > this.#d.config.maxManifestBytes) return;
+    this.#d.access.remember(req.upstream, req.repo, { kind: 'manifest', digest: r.digest }, req.credentials);
+    void this.#d.records
+      .putDoc(r.digest, r.bytes, { mediaType: r.mediaType, size: r.bytes.length, source: { kind: 'manifest', digest: r.digest }, upstream: true })
+      .catch(() => undefined);
   }
 
   /**
@@ -131,6 +147,7 @@ export class ManifestService {
 
     const up = await req.upstream.getManifest(req.repo, head.digest, { accept: ALL_MANIFEST_TYPES, method: 'GET', credentials: req.credentials });
     if (!up.bytes) return this.#original(req, head);
+    this.#keep(req, up);
     const doc: UpstreamDocument = { mediaType: up.mediaType, digest: up.digest, bytes: up.bytes };
     if (!(isIndexType(doc.mediaType) || isManifestType(doc.mediaType)) || isSociEnabled(doc)) return this.#original(req, up);
 
