@@ -43,7 +43,12 @@ async function firstOutput(rootfs: string): Promise<string> {
 const layerBytes = (registry: Registry, image: BuiltImage, mark: number): number =>
   image.layers.reduce((n, l) => n + registry.blobBytes(l.descriptor.digest, mark), 0);
 
-async function pythonCase(registry: Registry, proxy: Proxy, image: BuiltImage): Promise<Record<string, number>> {
+interface PythonResult {
+  imageBytes: number; lazyMs: number; lazyMountMs: number; lazyBytes: number;
+  fullMs: number; fullDownloadMs: number; fullBytes: number; ratioTime: number; ratioBytes: number;
+}
+
+async function pythonCase(registry: Registry, proxy: Proxy, image: BuiltImage): Promise<PythonResult> {
   const total = image.layers.reduce((n, l) => n + l.blob.length, 0);
   // lazy: mount through the proxy (cold span cache, background fill off), chroot, first output
   let mark = registry.requests().length;

@@ -29,15 +29,8 @@ export interface Mount {
   options: string[];
 }
 
-export interface SnapshotInfo {
-  name: string;
-  parent: string;
-  kind: SnapshotKind;
-  labels: Record<string, string>;
-  /** Milliseconds since the epoch. */
-  createdAt: number;
-  updatedAt: number;
-}
+/** What containerd sees of a snapshot: the stored record without its backend details. */
+export type SnapshotInfo = Pick<SnapshotRecord, 'name' | 'parent' | 'kind' | 'labels' | 'createdAt' | 'updatedAt'>;
 
 export interface Usage {
   size: number;
