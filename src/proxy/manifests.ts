@@ -134,7 +134,8 @@ export class ManifestService {
       tag = tag.slice(0, -suffix.length);
       forced = true;
     }
-    const wantSoci = forced || (config.plainTags === 'soci' && config.indexMode !== 'off');
+    // `off` switches SOCI off entirely (a plain pull-through proxy), `-soci` tags included.
+    const wantSoci = config.indexMode !== 'off' && (forced || config.plainTags === 'soci');
     if (!wantSoci || !accepts(req.accept, MediaType.ociIndex)) return this.#passthrough(req, tag);
 
     const head = await this.#resolveTag(req, tag, ALL_MANIFEST_TYPES);

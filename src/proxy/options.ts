@@ -31,7 +31,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   { flag: 'span-size', type: 'bytes', default: 4 * 1024 * 1024, description: 'Uncompressed bytes per zTOC span.' },
   { flag: 'min-layer-size', type: 'bytes', default: 10 * 1024 * 1024, description: 'Layers smaller than this (compressed) get no zTOC and are fetched whole by the snapshotter.' },
   { flag: 'build-tool-id', type: 'string', default: 'AWS SOCI CLI v0.2', description: 'build_tool_identifier written into zTOCs and SOCI indexes (this value makes zTOCs byte-identical to the soci CLI).' },
-  { flag: 'index-mode', type: 'enum', values: ['wait', 'background', 'off'], default: 'wait', description: 'wait: hold the first request up to --index-wait; background: answer with the original at once and index behind it; off: never index.' },
+  { flag: 'index-mode', type: 'enum', values: ['wait', 'background', 'off'], default: 'wait', description: 'wait: hold the first request up to --index-wait; background: answer with the original at once and index behind it; off: never index (a plain pull-through proxy; TAG-soci answers the original too).' },
   { flag: 'index-wait', type: 'seconds', default: 120, description: 'How long a first request waits for indexing in wait mode before it gets the original image.' },
   { flag: 'retry-failed-after', type: 'seconds', default: 60, description: 'After an image failed to index (upstream error, corrupt layer), answer its original this long before indexing is tried again.' },
   { flag: 'max-layer-uncompressed', type: 'bytes', default: 64 * 1024 ** 3, description: 'Gzip-bomb guard: a layer that inflates past this gets no zTOC (it is still served, unindexed).' },

@@ -3,7 +3,9 @@
  * `SpanFetcher` (verified, inflated spans in a bounded disk cache keyed by layer digest; concurrent reads of
  * one span fetch once), read-ahead and a background filler. A read that continues where an earlier read
  * ended (a sequential stream) and ends within `prefetchWindow` of its last span's end starts fetching the
- * next span, so large sequential reads rarely wait while scattered reads (mmap faults) fetch nothing extra. The
+ * next spans (up to PREFETCH_SPANS ahead, PREFETCH_BATCH adjacent spans per range request), so large
+ * sequential reads and tar-order walks rarely wait while scattered reads (mmap faults) fetch nothing extra;
+ * `readCached` answers reads whose spans are all in memory without a promise. The
  * background filler fetches one missing span every `bgFetchPeriodMs` once no on-demand read has come for
  * `bgQuietMs`, and never while an on-demand read is in flight, so it yields to the reader.
  *
@@ -19,8 +21,10 @@ import type { FetchKind, SnapshotterMetrics } from './metrics.js';
 
 /** A read starting at most this far past an earlier read's end continues a forward stream. */
 const SEQUENTIAL_GAP = 64 * 1024;
-/** Spans fetched ahead of a forward stream. */
-const PREFETCH_SPANS = 2;
+/** Spans kept fetched ahead of a forward stream. */
+const PREFETCH_SPANS = 8;
+/** Adjacent spans fetched in one range request by read-ahead. */
+const PREFETCH_BATCH = 4;
 
 export interface LazyLayerOptions {
   layerDigest: string;
@@ -95,7 +99,7 @@ export class LazyLayer implements LayerContent {
       layerDigest: opts.layerDigest,
       ...(opts.spanCacheDir !== undefined ? { cacheDir: opts.spanCacheDir } : {}),
       ...(opts.maxDiskBytes !== undefined ? { maxDiskBytes: opts.maxDiskBytes } : {}),
-      memorySpans: opts.memorySpans ?? 32,
+      memorySpans: opts.memorySpans ?? 256,
     });
     if (this.#period > 0) {
       this.#timer = setInterval(() => void this.#backgroundTick(), this.#period);
@@ -121,16 +125,7 @@ export class LazyLayer implements LayerContent {
     try {
       const data = await this.#reader.readRange({ read: () => Promise.reject(new Error('unused')) }, offset, length, (id) => this.#span(id, 'demand'));
       this.#metrics.emit({ type: 'read', layerDigest: this.layerDigest, bytes: length, ms: performance.now() - t0 });
-      // Forward-moving reads (one file read on, or the next files of a tar-order walk) read ahead.
-      for (const e of this.#recentEnds) {
-        if (offset >= e && offset - e <= SEQUENTIAL_GAP) {
-          this.#maybePrefetch(offset + length);
-          break;
-        }
-      }
-      this.#recentEnds.delete(offset);
-      this.#recentEnds.add(offset + length);
-      if (this.#recentEnds.size > 64) this.#recentEnds.delete(this.#recentEnds.values().next().value as number);
+      this.#track(offset, length);
       return data;
     } finally {
       this.#demandInFlight--;
@@ -138,14 +133,71 @@ export class LazyLayer implements LayerContent {
     }
   }
 
+  readCached(offset: number, length: number, into: Uint8Array): boolean {
+    if (length === 0) return true;
+    const first = this.#reader.spanAt(offset);
+    const last = this.#reader.spanAt(offset + length - 1);
+    const parts: Uint8Array[] = [];
+    for (let id = first; id <= last; id++) {
+      const data = this.fetcher.peek(id);
+      if (data === undefined) return false;
+      parts.push(data);
+    }
+    let filled = 0;
+    for (let id = first; id <= last; id++) {
+      const span = this.#reader.spans[id];
+      const data = parts[id - first];
+      if (span === undefined || data === undefined) return false;
+      const from = Math.max(offset, span.outStart) - span.outStart;
+      const to = Math.min(offset + length, span.outEnd) - span.outStart;
+      into.set(data.subarray(from, to), filled);
+      filled += to - from;
+    }
+    this.#lastDemand = Date.now();
+    this.#track(offset, length);
+    return true;
+  }
+
+  /** Forward-moving reads (one file read on, or the next files of a tar-order walk) read ahead. */
+  #track(offset: number, length: number): void {
+    for (const e of this.#recentEnds) {
+      if (offset >= e && offset - e <= SEQUENTIAL_GAP) {
+        this.#maybePrefetch(offset + length);
+        break;
+      }
+    }
+    this.#recentEnds.delete(offset);
+    this.#recentEnds.add(offset + length);
+    if (this.#recentEnds.size > 64) this.#recentEnds.delete(this.#recentEnds.values().next().value as number);
+  }
+
   #maybePrefetch(end: number): void {
     const spans = this.#reader.spans;
     const last = this.#reader.spanAt(Math.max(0, end - 1));
     const s = spans[last];
     if (s === undefined || s.outEnd - end > this.#window) return;
+    let batch: number[] = [];
+    const flush = (): void => {
+      if (batch.length === 0) return;
+      const ids = batch;
+      batch = [];
+      for (const id of ids) if (!this.#kind.has(id)) this.#kind.set(id, 'prefetch');
+      this.fetcher.prefetch(ids).then(() => {
+        for (const id of ids) {
+          if (this.fetcher.peek(id) !== undefined) this.#have.add(id);
+          if (this.#kind.get(id) === 'prefetch') this.#kind.delete(id);
+        }
+      }, () => undefined);
+    };
     for (let next = last + 1; next <= last + PREFETCH_SPANS && next < spans.length; next++) {
-      if (!this.#have.has(next) && !this.#kind.has(next)) this.#span(next, 'prefetch').catch(() => undefined);
+      if (this.#have.has(next) || this.#kind.has(next) || this.fetcher.has(next)) {
+        flush();
+        continue;
+      }
+      batch.push(next);
+      if (batch.length >= PREFETCH_BATCH) flush();
     }
+    flush();
   }
 
   async #backgroundTick(): Promise<void> {

@@ -4,7 +4,11 @@
  * touches are fetched. A failed or slow read is `EIO` after `readTimeoutMs` (never a hung process in the
  * container); every write operation is `EROFS`. fuse-native speaks libfuse 2's path-based API, which
  * replaces `st_ino` unless `use_ino` is set; it has no option for that, so `use_ino` rides along in the
- * `fsname` option string (libfuse splits `-o` values at commas), which makes hard links report one inode.
+ * `fsname` option string (libfuse splits `-o` values at commas), which makes hard links report one inode;
+ * `ro` rides along the same way, so the kernel refuses opens for writing itself. Every op is a hop from a
+ * libfuse thread to the Node main thread, so the table leaves out what libfuse answers alone: `open` and
+ * `release` (the layer never changes and reads go by path; `kernel_cache` keeps file pages across opens),
+ * and reads of bytes already in memory answer without a promise.
  * Unmount overlays that use this mount as a lowerdir before calling `unmount()` (§9).
  */
 import { execFile } from 'node:child_process';
@@ -14,6 +18,11 @@ import type { LayerNode, LayerTree } from './layer-tree.js';
 /** What the filesystem needs to read file content: uncompressed tar-stream ranges. */
 export interface LayerContent {
   read(offset: number, length: number): Promise<Uint8Array>;
+  /**
+   * Copies `[offset, offset + length)` into `into` at once and returns true when every byte is already in
+   * memory; false (nothing read) otherwise. Lets a read be answered without a promise hop.
+   */
+  readCached?(offset: number, length: number, into: Uint8Array): boolean;
 }
 
 export interface MountLayerOptions {
@@ -34,7 +43,6 @@ export interface MountedLayer {
   unmount(): Promise<void>;
 }
 
-const O_ACCMODE = 3;
 const W_OK = 2;
 const READ_ONLY_OPS = [
   'write', 'create', 'unlink', 'mkdir', 'rmdir', 'rename', 'link', 'symlink', 'chmod', 'chown', 'truncate',
@@ -63,8 +71,6 @@ function run(cmd: string, args: string[]): Promise<void> {
 /** The fuse-native operation table of a mounted layer (exported for tests of the ops themselves). */
 export function layerOps(tree: LayerTree, content: LayerContent, opts: MountLayerOptions = {}): FuseOps {
   const readTimeout = opts.readTimeoutMs ?? 20_000;
-  const open = new Map<number, LayerNode>();
-  let nextFd = 1;
   const ops: FuseOps = {
     init: (cb) => cb(0),
     getattr(path, cb) {
@@ -72,8 +78,8 @@ export function layerOps(tree: LayerTree, content: LayerContent, opts: MountLaye
       if (n === undefined) return cb(Fuse.ENOENT);
       cb(0, statOf(n));
     },
-    fgetattr(path, fd, cb) {
-      const n = open.get(fd) ?? tree.lookup(path);
+    fgetattr(path, _fd, cb) {
+      const n = tree.lookup(path);
       if (n === undefined) return cb(Fuse.ENOENT);
       cb(0, statOf(n));
     },
@@ -100,21 +106,13 @@ export function layerOps(tree: LayerTree, content: LayerContent, opts: MountLaye
       if (n.kind !== 'symlink') return cb(Fuse.EINVAL);
       cb(0, n.linkTarget);
     },
-    open(path, flags, cb) {
+    read(path, _fd, buf, len, pos, cb) {
       const n = tree.lookup(path);
-      if (n === undefined) return cb(Fuse.ENOENT);
-      if ((flags & O_ACCMODE) !== 0) return cb(Fuse.EROFS);
-      if (n.kind === 'dir') return cb(Fuse.EISDIR);
-      const fd = nextFd++;
-      open.set(fd, n);
-      cb(0, fd);
-    },
-    read(path, fd, buf, len, pos, cb) {
-      const n = open.get(fd) ?? tree.lookup(path);
       if (n === undefined) return cb(Fuse.ENOENT);
       if (n.kind !== 'reg') return cb(Fuse.EINVAL);
       const want = Math.max(0, Math.min(len, n.size - pos));
       if (want === 0) return cb(0);
+      if (content.readCached?.(n.offset + pos, want, buf) === true) return cb(want);
       withTimeout(content.read(n.offset + pos, want), readTimeout, `read of ${path}`).then(
         (data) => {
           Buffer.from(data.buffer, data.byteOffset, data.length).copy(buf, 0, 0, want);
@@ -125,10 +123,6 @@ export function layerOps(tree: LayerTree, content: LayerContent, opts: MountLaye
           cb(Fuse.EIO);
         },
       );
-    },
-    release(_path, fd, cb) {
-      open.delete(fd);
-      cb(0);
     },
     getxattr(path, name, _position, cb) {
       const n = tree.lookup(path);
@@ -155,7 +149,7 @@ export async function mountLayer(mountpoint: string, tree: LayerTree, content: L
     force: true,
     mkdir: true,
     allowOther: opts.allowOther ?? true,
-    fsname: `${(opts.fsname ?? 'soci-layer').replace(/[,\\]/g, '_')},use_ino`,
+    fsname: `${(opts.fsname ?? 'soci-layer').replace(/[,\\]/g, '_')},use_ino,ro`,
     subtype: 'soci',
     maxRead: 1024 * 1024,
     kernelCache: true,

@@ -5,7 +5,9 @@
  * bounded on-disk cache dir. Concurrent requests for one span share one fetch. Disk files are named
  * `<layer digest hex>-<span id>` and written as temp + rename, so a crash never leaves a partial span;
  * a disk file of the wrong length is ignored and refetched. `read(offset, length)` serves any
- * uncompressed range of the tar stream through the cache.
+ * uncompressed range of the tar stream through the cache. `prefetch(ids)` fetches a run of adjacent spans
+ * in one range request (each still checked against its own digest), for read-ahead of sequential walks;
+ * `peek(id)` is the memory cache alone, for answering reads without a promise.
  */
 import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
@@ -26,6 +28,8 @@ export interface SpanFetcherOptions {
   maxDiskBytes?: number;
   /** Spans kept in memory (default 16). */
   memorySpans?: number;
+  /** Bound of the inflated bytes kept in memory (default 128 MiB). */
+  memoryBytes?: number;
 }
 
 export interface SpanFetcherStats {
@@ -55,7 +59,11 @@ export class SpanFetcher {
     this.#prefix = opts.layerDigest.replace(/^sha256:/, '').replace(/[^0-9a-zA-Z]/g, '_');
     this.#dir = opts.cacheDir;
     this.#maxDisk = opts.maxDiskBytes ?? 512 * 1024 * 1024;
-    this.#memory = new LRUCache({ max: Math.max(1, opts.memorySpans ?? 16) });
+    this.#memory = new LRUCache({
+      max: Math.max(1, opts.memorySpans ?? 16),
+      maxSize: Math.max(1, opts.memoryBytes ?? 128 * 1024 * 1024),
+      sizeCalculation: (v) => Math.max(1, v.length),
+    });
     if (this.#dir !== undefined) {
       mkdirSync(this.#dir, { recursive: true });
       for (const name of readdirSync(this.#dir)) {
@@ -82,6 +90,70 @@ export class SpanFetcher {
       this.#inflight.set(id, p);
     }
     return p;
+  }
+
+  /** Span `id` if it is in memory (no disk, no fetch). */
+  peek(id: number): Uint8Array | undefined {
+    return this.#memory.get(id);
+  }
+
+  /** Whether span `id` is in memory, on disk or being fetched. */
+  has(id: number): boolean {
+    return this.#memory.has(id) || this.#inflight.has(id) || this.#disk.has(id);
+  }
+
+  /**
+   * Fetches the spans of `ids` (ascending, adjacent) that are in no cache and not in flight, as one range
+   * request per adjacent run; resolves when they are stored. Errors are left to a later `getSpan`.
+   */
+  async prefetch(ids: readonly number[]): Promise<void> {
+    const want = ids.filter((id) => id >= 0 && id < this.reader.spans.length && !this.has(id));
+    if (want.length === 0) return;
+    const run = want.filter((id, i) => i === 0 || id === (want[i - 1] as number) + 1);
+    const settle = new Map<number, { resolve: (b: Uint8Array) => void; reject: (e: unknown) => void }>();
+    for (const id of run) {
+      const p = new Promise<Uint8Array>((resolve, reject) => settle.set(id, { resolve, reject }));
+      const tracked: Promise<Uint8Array> = p.finally(() => {
+        if (this.#inflight.get(id) === tracked) this.#inflight.delete(id);
+      });
+      tracked.catch(() => undefined);
+      this.#inflight.set(id, tracked);
+    }
+    const first = this.reader.spans[run[0] as number];
+    const last = this.reader.spans[run[run.length - 1] as number];
+    let all: Uint8Array | undefined;
+    try {
+      if (first !== undefined && last !== undefined) all = await this.#source.read(first.start, last.end);
+      if (all !== undefined) {
+        this.stats.fetches++;
+        this.stats.compressedBytes += all.length;
+      }
+    } catch {
+      all = undefined;
+    }
+    const toDisk: Array<[number, Uint8Array]> = [];
+    for (const id of run) {
+      const span = this.reader.spans[id];
+      const s = settle.get(id) as { resolve: (b: Uint8Array) => void; reject: (e: unknown) => void };
+      const part = all !== undefined && span !== undefined && first !== undefined ? all.subarray(span.start - first.start, span.end - first.start) : undefined;
+      if (part !== undefined && span !== undefined && part.length === span.end - span.start && this.reader.verifySpan(id, part)) {
+        try {
+          const data = this.reader.decompressSpan(id, part);
+          if (data.length === span.outEnd - span.outStart) {
+            this.#memory.set(id, data);
+            s.resolve(data);
+            toDisk.push([id, data]);
+            continue;
+          }
+        } catch {
+          // fall through to a single-span load
+        }
+      }
+      // A failed or mismatched batch falls back to the checked single-span path for this span.
+      this.#inflight.delete(id);
+      this.getSpan(id).then(s.resolve, s.reject);
+    }
+    for (const [id, data] of toDisk) await this.#writeDisk(id, data).catch(() => undefined);
   }
 
   /** The uncompressed bytes [offset, offset + length) of the layer's tar stream. */
