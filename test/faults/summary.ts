@@ -20,7 +20,7 @@ export interface Figures {
   notes?: string;
 }
 
-export const SUITES = ['upstream', 'state', 'bad-input', 'security', 'load'] as const;
+export const SUITES = ['upstream', 'state', 'bad-input', 'security', 'load', 'snapshotter'] as const;
 
 export function summaryDir(): string {
   const dir = join(tmpdir(), `soci-faults-summary-${process.ppid}`);

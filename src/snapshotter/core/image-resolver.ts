@@ -106,8 +106,11 @@ export class ImageResolver {
         out.sociIndexDigest = sociDigest;
       } catch (err) {
         // soci wraps every failure here in ErrNoIndex and takes the normal path; a registry outage,
-        // though, is worth surfacing rather than silently downloading everything.
-        if ((err as { code?: string }).code === 'UNAVAILABLE') throw err;
+        // though, is worth surfacing rather than silently downloading everything for good.
+        // Bytes that do not match their digest or size were damaged in transit: also transient, and not
+        // cached (a thrown error is not), so the next mount tries the index again instead of unpacking.
+        const code = (err as { code?: string }).code;
+        if (code === 'UNAVAILABLE' || code === 'DIGEST_INVALID' || code === 'SIZE_INVALID') throw err;
         out.noIndexReason = `SOCI index ${sociDigest}: ${(err as Error).message}`;
       }
     }
