@@ -137,7 +137,18 @@ export class RegistryClient {
           h.update(chunk);
           size += chunk.length;
           if (writeError) throw writeError;
-          if (!out.write(chunk)) await new Promise<void>((r) => { out.once('drain', () => r()); out.once('error', () => r()); });
+          if (!out.write(chunk)) {
+            // Wait for drain or error, and remove both listeners either way (no listener pile-up).
+            await new Promise<void>((r) => {
+              const done = (): void => {
+                out.off('drain', done);
+                out.off('error', done);
+                r();
+              };
+              out.once('drain', done);
+              out.once('error', done);
+            });
+          }
         }
         await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
       } catch (err) {
