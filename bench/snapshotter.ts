@@ -137,14 +137,21 @@ async function main(): Promise<void> {
     const mp = join(work.path, 'big');
     await cli(['mount', 'bench/big:latest', mp, '--registry', proxy.url, '--cache-dir', join(work.path, 'cache-big'), '--detach', '--bg-fetch-period-ms', '0', '--log-level', 'warn']);
     const files = Number(execFileSync('sh', ['-c', `find ${dir} -type f | wc -l`]).toString().trim());
-    await readAll(dir); // warm the page cache
-    const local = await readAll(dir);
+    const localDir = join(dir, 'usr', 'share');
+    await readAll(localDir); // warm the page cache
+    const local = await readAll(localDir);
     const lazy = await readAll(join(mp, 'usr', 'share'));
     await registry.settle();
     const lazyBytes = layerBytes(registry, big, mark);
     const again = await readAll(join(mp, 'usr', 'share'));
+    const list = (d: string): string => execFileSync('sh', ['-c', `cd ${d} && find . \\( -type d -printf '%p d %m\\n' \\) -o -printf '%p %y %s %m %n\\n' | LC_ALL=C sort`], { maxBuffer: 1 << 30 }).toString();
+    const listing = { local: list(localDir), lazy: list(join(mp, 'usr', 'share')) };
     await cli(['unmount', mp]);
-    if (lazy.bytes !== local.bytes || again.bytes !== local.bytes) throw new Error(`tar sizes differ: local ${local.bytes}, lazy ${lazy.bytes}, again ${again.bytes}`);
+    if (listing.local !== listing.lazy) {
+      writeFileSync('/tmp/snap-bench-listing.local', listing.local);
+      writeFileSync('/tmp/snap-bench-listing.lazy', listing.lazy);
+      throw new Error('file listings (path, type, size, mode, links) differ: see /tmp/snap-bench-listing.*');
+    }
     const largeLayer = {
       compressedBytes: big.layers[0]?.blob.length, uncompressedBytes: big.layers[0]?.tar.length, files,
       localMs: local.ms, lazyColdMs: lazy.ms, lazyWarmMs: again.ms, tarBytes: local.bytes, lazyRegistryBytes: lazyBytes, ratio: lazy.ms / local.ms, ratioWarm: again.ms / local.ms,
@@ -189,7 +196,8 @@ once per image, before any client): ${s(proxyIndexMs)}, ${mb(proxyIndexBytes)} o
 | lazy mount, cold span cache (${mb(lazyBytes)} from the registry) | ${s(lazy.ms)} | **${largeLayer.ratio.toFixed(2)}** (target ≤ 5) |
 | lazy mount, second pass | ${s(again.ms)} | ${largeLayer.ratioWarm.toFixed(2)} |
 
-Every pass produced the same tar size (${local.bytes} bytes).
+Tar stream sizes: local ${local.bytes}, lazy ${lazy.bytes}, second pass ${again.bytes} bytes; the file listings
+(path, type, size, mode, link count of non-directories) of the local tree and the mount are identical.
 `);
   } finally {
     await proxy.stop();
