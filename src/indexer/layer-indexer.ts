@@ -9,6 +9,11 @@
  * Results: an indexed layer (`status: 'indexed'`, the zTOC bytes and their digest), a layer that gets no
  * zTOC (`status: 'skipped'`, with a stable `SkipCode` and a reason), or a thrown `CorruptLayer` for damaged
  * bytes (bad gzip, bad tar, digest or size mismatch). A corrupt layer never yields a zTOC.
+ *
+ * The worker pool splits the two sha256 passes off to the thread that reads the blob: with
+ * `externalDigest` the caller hashes the layer, and with `ExternalSpanDigests` a gzip layer's span digests
+ * are the caller's too (it is told of each checkpoint as it is placed, see `SpanDigester`); `endStream()`
+ * then checks the stream and says how many spans the zTOC has, and `finish(digests)` encodes it.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { CorruptLayer, LayerSkipped, isSkip, type SkipCode } from '../oci/errors.js';
@@ -18,7 +23,7 @@ import type { Digest } from '../oci/digest.js';
 import { GzipCheckpointer, encodeZinfoBlob, type EngineName } from './gzip/index.js';
 import { TarTocBuilder } from './tar/index.js';
 import { encodeZtoc, encodeTarZinfo, tarMaxSpanId } from './ztoc/index.js';
-import type { FileMetadata, Ztoc } from './types.js';
+import type { Checkpoint, FileMetadata, Ztoc } from './types.js';
 
 export interface IndexLayerOptions {
   /** The layer descriptor's media type; decides gzip vs uncompressed tar, or a skip. */
@@ -65,6 +70,19 @@ export interface SkippedLayer {
 
 export type LayerIndexResult = IndexedLayer | SkippedLayer;
 
+/** A gzip layer's span digests computed by the caller (the worker pool's reading thread). */
+export interface ExternalSpanDigests {
+  /** Each checkpoint as it is placed, in order; `endStream()` may still drop the newest one. */
+  onCheckpoint(cp: Checkpoint): void;
+}
+
+/** A checked gzip layer whose zTOC waits for its span digests (one per span, in order). */
+export interface PendingZtoc {
+  status: 'pending';
+  spanCount: number;
+  finish(spanDigests: readonly string[]): IndexedLayer;
+}
+
 const DEFAULT_MAX_UNCOMPRESSED = 64 * 1024 ** 3;
 const DEFAULT_MAX_RATIO = 1100;
 const RATIO_FLOOR = 64 * 1024 * 1024;
@@ -89,13 +107,15 @@ export class LayerIndexer {
   #compressed = 0;
   #uncompressed = 0;
   #ended = false;
+  readonly #externalSpans: boolean;
+  #gzipDigests: string[] = [];
   readonly #onData = (out: Uint8Array): void => {
     this.#uncompressed += out.length;
     this.#checkBomb();
     if (!this.#tar.ended) this.#tar.write(out);
   };
 
-  constructor(opts: IndexLayerOptions) {
+  constructor(opts: IndexLayerOptions, externalSpans?: ExternalSpanDigests) {
     const skip = skipByMediaType(opts.mediaType);
     if (skip) throw new LayerSkipped(skip.code, skip.reason);
     this.#compression = layerCompression(opts.mediaType) as 'gzip' | 'uncompressed';
@@ -113,8 +133,12 @@ export class LayerIndexer {
     if (!Number.isSafeInteger(this.#opts.spanSize) || this.#opts.spanSize <= 0) {
       throw new RangeError(`span size must be a positive integer, got ${this.#opts.spanSize}`);
     }
+    this.#externalSpans = externalSpans !== undefined && this.#compression === 'gzip';
     if (this.#compression === 'gzip') {
-      const gzip = new GzipCheckpointer({ spanSize: this.#opts.spanSize, engine: this.#opts.engine });
+      const gzip = new GzipCheckpointer({
+        spanSize: this.#opts.spanSize, engine: this.#opts.engine,
+        hashSpans: !this.#externalSpans, onCheckpoint: externalSpans?.onCheckpoint,
+      });
       this.#gzip = gzip;
       this.#tar = new TarTocBuilder({ onEnd: (archiveSize: number) => gzip.limitCheckpoints(archiveSize) });
     } else {
@@ -139,8 +163,33 @@ export class LayerIndexer {
     }
   }
 
+  /** True when span digests are the caller's (a gzip layer given `ExternalSpanDigests`). */
+  get externalSpans(): boolean {
+    return this.#externalSpans;
+  }
+
+  /** Bytes fed so far. */
+  get compressedSize(): number {
+    return this.#compressed;
+  }
+
+  /** True while the newest gzip checkpoint has no output after it, so `endStream()` may still drop it. */
+  get lastCheckpointOpen(): boolean {
+    return this.#gzip?.lastCheckpointOpen ?? false;
+  }
+
   /** Ends the blob: verifies digest and size, and returns the zTOC or the reason there is none. */
   end(): LayerIndexResult {
+    if (this.#externalSpans) throw new Error('LayerIndexer: span digests are external; use endStream() and finish()');
+    const r = this.endStream();
+    return r.status === 'pending' ? r.finish(this.#gzipDigests) : r;
+  }
+
+  /**
+   * Ends the blob like `end()`, except that a gzip layer comes back `pending`: checked (stream, sizes,
+   * digest, tar), its zTOC encoded by `finish` once the span digests are known.
+   */
+  endStream(): LayerIndexResult | PendingZtoc {
     if (this.#ended) throw new Error('LayerIndexer: end called twice');
     this.#ended = true;
     const layerDigest = this.#hash ? (`sha256:${this.#hash.digest('hex')}` as Digest) : ('' as Digest);
@@ -152,19 +201,30 @@ export class LayerIndexer {
     }
     if (this.#compressed === 0) return { status: 'skipped', code: 'EMPTY_LAYER', reason: 'layer blob is empty' };
 
-    let ztoc: Ztoc;
     if (this.#gzip) {
       // The gzip stream (trailer, CRC) is checked before the tar result is trusted. A tar without
       // end-of-archive blocks ends where the stream ends (§4.2).
       const archiveSize = this.#tar.ended ? (this.#tar.archiveSize as number) : this.#uncompressed;
       const zinfo = this.#gzip.end(archiveSize);
       const toc = this.#tar.end();
-      ztoc = {
-        ...this.#ztocBase(toc),
-        compressionAlgorithm: 'gzip',
-        maxSpanId: zinfo.checkpoints.length - 1,
-        spanDigests: zinfo.spanDigests,
-        checkpoints: encodeZinfoBlob(zinfo.checkpoints, this.#opts.spanSize),
+      this.#gzipDigests = zinfo.spanDigests;
+      const spanCount = zinfo.checkpoints.length;
+      let finished = false;
+      return {
+        status: 'pending',
+        spanCount,
+        finish: (spanDigests) => {
+          if (finished) throw new Error('LayerIndexer: finish called twice');
+          finished = true;
+          if (spanDigests.length !== spanCount) throw new Error(`internal: ${spanDigests.length} span digests for ${spanCount} spans`);
+          return this.#indexed({
+            ...this.#ztocBase(toc),
+            compressionAlgorithm: 'gzip',
+            maxSpanId: spanCount - 1,
+            spanDigests: [...spanDigests],
+            checkpoints: encodeZinfoBlob(zinfo.checkpoints, this.#opts.spanSize),
+          }, layerDigest);
+        },
       };
     } else {
       const toc = this.#tar.end();
@@ -174,14 +234,17 @@ export class LayerIndexer {
       if (this.#tarSpanDigests.length !== maxSpanId + 1) {
         throw new Error(`internal: ${this.#tarSpanDigests.length} tar span digests for max span id ${maxSpanId}`);
       }
-      ztoc = {
+      return this.#indexed({
         ...this.#ztocBase(toc),
         compressionAlgorithm: 'uncompressed',
         maxSpanId,
         spanDigests: this.#tarSpanDigests,
         checkpoints: encodeTarZinfo({ spanSize: this.#opts.spanSize, size: this.#compressed }),
-      };
+      }, layerDigest);
     }
+  }
+
+  #indexed(ztoc: Ztoc, layerDigest: Digest): IndexedLayer {
     const bytes = encodeZtoc(ztoc);
     return {
       status: 'indexed',

@@ -15,6 +15,9 @@
  * start(i) = in_i − (bits_i ? 1 : 0) and end(i) = in_{i+1} or the blob size. Only the current span's hash
  * is live, plus, until output follows the newest checkpoint, a copy of the previous span's hash
  * carried on, in case `end()` has to merge the two. The layer itself is never retained.
+ * With `hashSpans: false` no span is hashed here (`spanDigests` comes back empty): the caller hashes the
+ * spans itself from the checkpoints it is told of through `onCheckpoint` and `lastCheckpointOpen`
+ * (the worker pool does, on the thread that still holds the compressed bytes).
  *
  * Errors: a damaged or truncated stream is `CorruptLayer` (compressed offset); a second gzip member
  * after the first one's trailer is `LayerSkipped('MULTI_MEMBER_GZIP')`; other trailing bytes are
@@ -35,11 +38,15 @@ export interface GzipCheckpointerOptions {
   engine?: EngineChoice;
   /** Fresh output bytes per buffer fill (default 1 MiB); onData gets at most this many at once. */
   outputChunkSize?: number;
+  /** Hash the spans here (default true). When false, `end()` returns no span digests. */
+  hashSpans?: boolean;
+  /** Called with each checkpoint as it is placed, in order; `end()` may still drop the newest one. */
+  onCheckpoint?: (cp: Checkpoint) => void;
 }
 
 export interface GzipZinfoResult {
   checkpoints: Checkpoint[];
-  /** `sha256:<hex>` per span, one per checkpoint. */
+  /** `sha256:<hex>` per span, one per checkpoint (empty with `hashSpans: false`). */
   spanDigests: string[];
   spanSize: number;
   /** Bytes fed: the size of the layer blob. */
@@ -53,6 +60,8 @@ export interface GzipZinfoResult {
 export class GzipCheckpointer {
   readonly engine: 'native' | 'js';
   readonly #spanSize: number;
+  readonly #hashSpans: boolean;
+  readonly #onCheckpoint: ((cp: Checkpoint) => void) | undefined;
   readonly #inflater: BlockInflater;
   readonly #st: Float64Array;
   readonly #buf: Uint8Array;
@@ -80,6 +89,8 @@ export class GzipCheckpointer {
     const chunk = opts.outputChunkSize ?? 1 << 20;
     if (!Number.isSafeInteger(chunk) || chunk < 1) throw new RangeError(`invalid outputChunkSize ${chunk}`);
     this.#spanSize = opts.spanSize;
+    this.#hashSpans = opts.hashSpans ?? true;
+    this.#onCheckpoint = opts.onCheckpoint;
     const engine = selectGzipEngine(opts.engine ?? 'auto');
     this.engine = engine.name;
     this.#inflater = engine.createBlockInflater();
@@ -91,6 +102,15 @@ export class GzipCheckpointer {
   limitCheckpoints(uncompressedEnd: number): void {
     this.#limit = Math.min(this.#limit, uncompressedEnd);
     if (this.#totOut >= this.#limit) this.#minOut = Infinity;
+  }
+
+  /**
+   * True while the newest checkpoint has no output after it, so `end()` may still drop it and merge its
+   * span into the previous one (a caller hashing spans itself must keep that span's hash open till then).
+   */
+  get lastCheckpointOpen(): boolean {
+    const cps = this.#checkpoints;
+    return cps.length > 1 && this.#totOut <= cps[cps.length - 1]!.out;
   }
 
   /** Feeds compressed bytes; decompressed bytes go to onData in order (the array is reused afterwards). */
@@ -113,6 +133,13 @@ export class GzipCheckpointer {
     this.#ended = true;
     this.#inflater.close();
     const cps = this.#checkpoints;
+    if (!this.#hashSpans) {
+      while (cps.length > 1 && cps[cps.length - 1]!.out >= archiveSize) {
+        if (!this.lastCheckpointOpen) throw new Error('GzipCheckpointer: a checkpoint past the archive end has output after it; call limitCheckpoints() when the end-of-archive is seen');
+        cps.pop();
+      }
+      return this.#result();
+    }
     let last = this.#cur!;
     while (cps.length > 1 && cps[cps.length - 1]!.out >= archiveSize) {
       if (!this.#prev) throw new Error('GzipCheckpointer: a checkpoint past the archive end has output after it; call limitCheckpoints() when the end-of-archive is seen');
@@ -122,6 +149,11 @@ export class GzipCheckpointer {
       this.#prev = undefined;
     }
     this.#digests.push(`sha256:${last.digest('hex')}`);
+    return this.#result();
+  }
+
+  #result(): GzipZinfoResult {
+    const cps = this.#checkpoints;
     return {
       checkpoints: cps,
       spanDigests: this.#digests,
@@ -182,7 +214,7 @@ export class GzipCheckpointer {
         throw new CorruptLayer('gzip: inflate made no progress', base + pos);
       }
     }
-    this.#hashTo(chunk, base, pos);
+    if (this.#hashSpans) this.#hashTo(chunk, base, pos);
     if (this.#done && pos < chunk.length) this.#addTrailing(chunk, base, pos);
   }
 
@@ -213,14 +245,18 @@ export class GzipCheckpointer {
       return;
     }
     if (cps.length > 0 && cps[cps.length - 1]!.out === out) return;
-    this.#hashTo(chunk, base, pos);
-    if (this.#cur) {
-      this.#digests.push(`sha256:${this.#cur.copy().digest('hex')}`);
-      this.#prev = this.#cur;
+    if (this.#hashSpans) {
+      this.#hashTo(chunk, base, pos);
+      if (this.#cur) {
+        this.#digests.push(`sha256:${this.#cur.copy().digest('hex')}`);
+        this.#prev = this.#cur;
+      }
+      this.#cur = createHash('sha256');
+      if (bits !== 0) this.#cur.update(Uint8Array.of(this.#lastByte));
     }
-    this.#cur = createHash('sha256');
-    if (bits !== 0) this.#cur.update(Uint8Array.of(this.#lastByte));
-    cps.push({ in: this.#totIn, out, bits, window: this.#buf.slice(this.#outPos - WINDOW_SIZE, this.#outPos) });
+    const cp: Checkpoint = { in: this.#totIn, out, bits, window: this.#buf.slice(this.#outPos - WINDOW_SIZE, this.#outPos) };
+    cps.push(cp);
+    this.#onCheckpoint?.(cp);
     this.#minOut = out + this.#spanSize + 1;
     if (this.#minOut >= this.#limit) this.#minOut = Infinity;
   }

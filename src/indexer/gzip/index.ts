@@ -8,3 +8,4 @@ export { encodeZinfoBlob, decodeZinfoBlob, zinfoBlobSize, type ZinfoBlob } from 
 export { inflateSpan, spansFromCheckpoints, spanCompressedStart } from './span.js';
 export { selectGzipEngine, nativeEngineAvailable } from './select-engine.js';
 export { WINDOW_SIZE, type EngineName, type EngineChoice, type GzipEngine, type BlockInflater } from './engine.js';
+export { SpanDigester, mergeSpanDigests } from './span-digester.js';
