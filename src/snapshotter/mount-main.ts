@@ -3,9 +3,10 @@
  * flags, builds the registry client and `SociLayerProvider`, mounts the image's rootfs (core/rootfs.ts) and
  * serves it until SIGINT/SIGTERM, then unmounts everything and logs a summary. `--detach` re-runs this
  * command as a detached child that reports readiness through a pipe (fd 3) and returns once the rootfs is
- * mounted. The mounting process records its PID and mounts in `.<name>.soci-mount.json` next to the
- * mountpoint; `unmount` signals that PID and waits, then clears whatever is left (`umount -l`,
- * `fusermount -uz`) for a process that died without cleaning up. The mounting process serves FUSE on its
+ * mounted; that parent loads nothing heavy (the child alone imports undici, pino and FUSE). The mounting
+ * process records its PID and mounts in `.<name>.soci-mount.json` next to the mountpoint; `unmount`
+ * signals that PID and waits, then clears whatever is left (`umount -l`, `fusermount -uz`) for a process
+ * that died without cleaning up. The mounting process serves FUSE on its
  * main thread: nothing here touches the mounts with a synchronous call.
  */
 import { spawn } from 'node:child_process';
@@ -15,8 +16,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import pino from 'pino';
-import { RegistryClient, SociLayerProvider, SNAPSHOTTER_CHANNEL, exec, mountRootfs, type RootfsMount } from './core/index.js';
+import { exec, type RootfsMount } from './core/rootfs.js';
 
 const USAGE = `usage: soci-proxy mount IMAGE_REF MOUNTPOINT [--registry URL] [--cache-dir DIR] [--detach] [--plain-http]
          [--user USER:PASSWORD] [--platform OS/ARCH] [--read-timeout-ms N] [--fetch-timeout-ms N] [--retries N]
@@ -80,6 +80,8 @@ export async function mountMain(args: string[]): Promise<number> {
   const [os, architecture, variant] = (v.platform ?? 'linux/amd64').split('/');
   if (!os || !architecture) throw new UsageError('--platform must be OS/ARCH[/VARIANT]');
   const readyFd = v['ready-fd'] === undefined ? undefined : intOpt('ready-fd', v['ready-fd'], 3);
+  // Loaded only here: the `--detach` parent above and `unmount` never pay for undici, pino or FUSE.
+  const [{ default: pino }, { RegistryClient, SociLayerProvider, SNAPSHOTTER_CHANNEL, mountRootfs }] = await Promise.all([import('pino'), import('./core/index.js')]);
   const logger = pino({ level: v['log-level'] ?? 'info', base: { pid: process.pid, cmd: 'mount' } }, pino.destination({ dest: 2, sync: true }));
 
   const client = new RegistryClient({ plainHttp, credentials, timeoutMs: intOpt('fetch-timeout-ms', v['fetch-timeout-ms'], 10_000), retries: intOpt('retries', v.retries, 2) });
@@ -95,6 +97,8 @@ export async function mountMain(args: string[]): Promise<number> {
     bgQuietMs: intOpt('bg-quiet-ms', v['bg-quiet-ms'], 30_000),
     onReadError: (layerDigest, path, err) => logger.warn({ layerDigest, path, err: (err as Error).message }, 'read failed (EIO)'),
   });
+  // FUSE (fuse-native) is needed once the image resolves: load it while the first requests are in flight.
+  void import('./fs/index.js').catch(() => undefined);
   const { subscribe } = await import('node:diagnostics_channel');
   subscribe(SNAPSHOTTER_CHANNEL, (e) => {
     const ev = e as { type: string };

@@ -125,7 +125,7 @@ export class ImageResolver {
     if (soci.config.mediaType !== MediaType.sociIndexV2) throw new OciError('MANIFEST_INVALID', `config mediaType ${soci.config.mediaType} is not ${MediaType.sociIndexV2}`);
     const wanted = soci.layers.filter((z) => z.mediaType === MediaType.sociLayer && z.annotations?.[Annotation.imageLayerDigest] !== undefined);
     const fetched = await Promise.all(wanted.map(async (z) => {
-      const bytes = await this.#client.getBlob(ref, z.digest);
+      const bytes = await this.#client.getBlob(ref, z.digest, z.size);
       if (bytes.length !== z.size) throw new OciError('SIZE_INVALID', `zTOC ${z.digest}: ${bytes.length} bytes, descriptor says ${z.size}`);
       return { layerDigest: z.annotations?.[Annotation.imageLayerDigest] as string, ztocDigest: z.digest, reader: ZtocReader.fromBytes(bytes) };
     }));

@@ -2,7 +2,9 @@
  * `SociLayerProvider`, the `LayerProvider` of both front ends (`soci-proxy mount` and the containerd
  * plugin): `mountLazy` resolves the image (cached per manifest digest, see image-resolver.ts), finds the
  * zTOC of `ref.layerDigest` and mounts a read-only FUSE filesystem over a `LazyLayer` shared by every mount
- * of that layer digest; `unpack` downloads the whole blob (digest-verified) and unpacks it in overlay form.
+ * of that layer digest (read-ahead spans of all layers are checked and inflated on one worker thread,
+ * `SpanInflater`, started at the first read-ahead); `unpack` downloads the whole blob (digest-verified)
+ * and unpacks it in overlay form.
  * Failed or slow reads become EIO within `readTimeoutMs`: each HTTP attempt has `fetchTimeoutMs` and
  * transient failures are retried, and nothing failed is cached, so reads work again once the registry is.
  */
@@ -16,6 +18,7 @@ import { LazyLayer } from './lazy-layer.js';
 import { SnapshotterMetrics } from './metrics.js';
 import { parseImageRef, type RegistryClient } from './registry-client.js';
 import { unpackLayer } from './unpack.js';
+import { SpanInflater } from '../remote/index.js';
 import type { LayerTree } from '../fs/index.js';
 
 export interface SociLayerProviderOptions {
@@ -53,6 +56,8 @@ export class SociLayerProvider implements LayerProvider {
   readonly #layers = new Map<string, SharedLayer>();
   readonly #mounts = new Set<MountedLayer>();
   readonly #hits = { memory: 0, disk: 0 };
+  /** One worker thread checks and inflates the spans of every layer, off the thread that answers FUSE. */
+  readonly #inflater = new SpanInflater();
 
   constructor(opts: SociLayerProviderOptions) {
     this.#o = opts;
@@ -82,6 +87,7 @@ export class SociLayerProvider implements LayerProvider {
         maxDiskBytes: this.#o.maxSpanCacheBytes ?? 1024 ** 3,
         bgFetchPeriodMs: this.#o.bgFetchPeriodMs,
         bgQuietMs: this.#o.bgQuietMs,
+        inflater: this.#inflater,
       });
       shared = { lazy, tree: buildLayerTree(z.reader.ztoc.toc), refs: 0 };
       this.#layers.set(ref.layerDigest, shared);
@@ -122,6 +128,7 @@ export class SociLayerProvider implements LayerProvider {
   #release(digest: string, s: SharedLayer): void {
     if (--s.refs > 0) return;
     s.lazy.close();
+    this.#inflater.drop(s.lazy.fetcher.reader);
     this.#hits.memory += s.lazy.fetcher.stats.memoryHits;
     this.#hits.disk += s.lazy.fetcher.stats.diskHits;
     if (this.#layers.get(digest) === s) this.#layers.delete(digest);
@@ -161,5 +168,6 @@ export class SociLayerProvider implements LayerProvider {
   async close(): Promise<void> {
     await Promise.allSettled([...this.#mounts].map((m) => m.unmount()));
     for (const l of this.#layers.values()) l.lazy.close();
+    await this.#inflater.close();
   }
 }

@@ -16,15 +16,15 @@ import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RangeSource, ZtocReader } from '../../indexer/reader.js';
 import type { LayerContent } from '../fs/index.js';
-import { SpanFetcher } from '../remote/index.js';
+import { SpanFetcher, type SpanInflater } from '../remote/index.js';
 import type { FetchKind, SnapshotterMetrics } from './metrics.js';
 
 /** A read starting at most this far past an earlier read's end continues a forward stream. */
 const SEQUENTIAL_GAP = 64 * 1024;
 /** Spans kept fetched ahead of a forward stream. */
-const PREFETCH_SPANS = 8;
+const PREFETCH_SPANS = 16;
 /** Adjacent spans fetched in one range request by read-ahead. */
-const PREFETCH_BATCH = 4;
+const PREFETCH_BATCH = 8;
 
 export interface LazyLayerOptions {
   layerDigest: string;
@@ -41,6 +41,8 @@ export interface LazyLayerOptions {
   bgQuietMs?: number | undefined;
   /** Default 256 KiB. */
   prefetchWindow?: number | undefined;
+  /** Checks and inflates spans on a worker thread (shared by layers). */
+  inflater?: SpanInflater | undefined;
 }
 
 export class LazyLayer implements LayerContent {
@@ -100,6 +102,7 @@ export class LazyLayer implements LayerContent {
       ...(opts.spanCacheDir !== undefined ? { cacheDir: opts.spanCacheDir } : {}),
       ...(opts.maxDiskBytes !== undefined ? { maxDiskBytes: opts.maxDiskBytes } : {}),
       memorySpans: opts.memorySpans ?? 256,
+      inflater: opts.inflater,
     });
     if (this.#period > 0) {
       this.#timer = setInterval(() => void this.#backgroundTick(), this.#period);

@@ -6,6 +6,7 @@
  * if any) and the token is kept per host and repository. Network errors, `429` and `5xx` are retried with
  * a short backoff, every attempt under a deadline, so an unreachable registry is an error, never a hang.
  */
+import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { rename, unlink } from 'node:fs/promises';
 import { request, type Dispatcher } from 'undici';
@@ -110,14 +111,36 @@ export class RegistryClient {
     });
   }
 
-  /** GET a small blob whole, digest-verified. */
-  async getBlob(ref: ImageRef, digest: string): Promise<Uint8Array> {
+  /**
+   * GET a blob whole into memory, digest-verified. With the descriptor's `size`, the body is hashed as it
+   * arrives into a buffer of that size (no copy of the whole, no second pass over it; a zTOC can be tens
+   * of MB) and a body of another length is `SIZE_INVALID`.
+   */
+  async getBlob(ref: ImageRef, digest: string, size?: number): Promise<Uint8Array> {
     const path = `/v2/${ref.repo}/blobs/${digest}`;
+    const [alg, hex] = digest.split(':');
     return this.#withRetries(path, async (signal) => {
       const res = await this.#send(ref, path, {}, signal);
-      const bytes = new Uint8Array(await res.body.arrayBuffer());
-      if (!verifyDigest(bytes, digest)) throw new OciError('DIGEST_INVALID', `${path}: body does not match its digest`);
-      return bytes;
+      if (size === undefined || (alg !== 'sha256' && alg !== 'sha512')) {
+        const bytes = new Uint8Array(await res.body.arrayBuffer());
+        if (!verifyDigest(bytes, digest)) throw new OciError('DIGEST_INVALID', `${path}: body does not match its digest`);
+        return bytes;
+      }
+      const out = new Uint8Array(size);
+      const h = createHash(alg);
+      let got = 0;
+      for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+        if (got + chunk.length > size) {
+          res.body.destroy();
+          throw new OciError('SIZE_INVALID', `${path}: body longer than the ${size} bytes its descriptor says`);
+        }
+        out.set(chunk, got);
+        h.update(chunk);
+        got += chunk.length;
+      }
+      if (got !== size) throw new OciError('SIZE_INVALID', `${path}: ${got} bytes, descriptor says ${size}`);
+      if (h.digest('hex') !== hex) throw new OciError('DIGEST_INVALID', `${path}: body does not match its digest`);
+      return out;
     });
   }
 

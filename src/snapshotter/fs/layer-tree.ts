@@ -88,8 +88,16 @@ export function parseModTime(text: string): { ms: number; ns: number } {
 
 /** Splits a tar name into clean path components; `undefined` when it tries to escape (`..`). */
 export function nameComponents(name: string): string[] | undefined {
-  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
-  return parts.includes('..') ? undefined : parts;
+  const parts: string[] = [];
+  let from = 0;
+  for (;;) {
+    const to = name.indexOf('/', from);
+    const p = to < 0 ? name.slice(from) : name.slice(from, to);
+    if (p === '..') return undefined;
+    if (p !== '' && p !== '.') parts.push(p);
+    if (to < 0) return parts;
+    from = to + 1;
+  }
 }
 
 const TYPE_BITS: Record<NodeKind, number> = {
@@ -102,10 +110,14 @@ export function buildLayerTree(toc: readonly FileMetadata[], opts: LayerTreeOpti
   const rejected: Array<{ name: string; reason: string }> = [];
   let nextIno = 1;
 
+  // Most entries have no xattrs and share one empty map (replaced, never mutated, when one is needed);
+  // modification times repeat a lot across a layer, so each distinct text is parsed once.
+  const noXattrs = new Map<string, Buffer>();
+  const times = new Map<string, { ms: number; ns: number }>();
   const newNode = (kind: NodeKind, perm: number): LayerNode => {
     const node: LayerNode = {
       ino: nextIno++, kind, mode: TYPE_BITS[kind] | (perm & PERM_MASK), uid: 0, gid: 0, mtimeMs: 0, mtimeNs: 0,
-      size: 0, offset: 0, rdev: 0, nlink: 1, linkTarget: '', xattrs: new Map(),
+      size: 0, offset: 0, rdev: 0, nlink: 1, linkTarget: '', xattrs: noXattrs,
       children: kind === 'dir' ? new Map() : undefined, whiteout: false, opaque: false,
     };
     byIno.set(node.ino, node);
@@ -115,12 +127,18 @@ export function buildLayerTree(toc: readonly FileMetadata[], opts: LayerTreeOpti
     node.mode = TYPE_BITS[node.kind] | (e.mode & PERM_MASK);
     node.uid = e.uid;
     node.gid = e.gid;
-    const t = parseModTime(e.modTime);
+    let t = times.get(e.modTime);
+    if (t === undefined) {
+      t = parseModTime(e.modTime);
+      times.set(e.modTime, t);
+    }
     node.mtimeMs = t.ms;
     node.mtimeNs = t.ns;
-    node.xattrs = new Map();
+    node.xattrs = noXattrs;
     for (const [k, v] of e.xattrs) {
-      if (k.startsWith(XATTR_PREFIX) && k.length > XATTR_PREFIX.length) node.xattrs.set(k.slice(XATTR_PREFIX.length), Buffer.from(v, 'utf8'));
+      if (!k.startsWith(XATTR_PREFIX) || k.length === XATTR_PREFIX.length) continue;
+      if (node.xattrs === noXattrs) node.xattrs = new Map();
+      node.xattrs.set(k.slice(XATTR_PREFIX.length), Buffer.from(v, 'utf8'));
     }
   };
   const unlink = (node: LayerNode): void => {
@@ -133,9 +151,10 @@ export function buildLayerTree(toc: readonly FileMetadata[], opts: LayerTreeOpti
   const root = newNode('dir', 0o755);
 
   /** The directory at `parts`, synthesizing missing ones; undefined when a non-directory is in the way. */
-  const dirAt = (parts: readonly string[]): LayerNode | undefined => {
+  const dirAt = (parts: readonly string[], depth: number): LayerNode | undefined => {
     let dir = root;
-    for (const p of parts) {
+    for (let i = 0; i < depth; i++) {
+      const p = parts[i] as string;
       const children = dir.children as Map<string, LayerNode>;
       let next = children.get(p);
       if (next === undefined || next.whiteout) {
@@ -170,7 +189,7 @@ export function buildLayerTree(toc: readonly FileMetadata[], opts: LayerTreeOpti
       continue;
     }
     const base = parts[parts.length - 1] as string;
-    const parent = dirAt(parts.slice(0, -1));
+    const parent = dirAt(parts, parts.length - 1);
     if (parent === undefined) {
       rejected.push({ name: e.name, reason: 'a parent is not a directory' });
       continue;
@@ -194,7 +213,7 @@ export function buildLayerTree(toc: readonly FileMetadata[], opts: LayerTreeOpti
       const wh = newNode('char', 0);
       setAttrs(wh, e);
       wh.mode = S_IFCHR;
-      wh.xattrs = new Map();
+      wh.xattrs = noXattrs;
       wh.whiteout = true;
       children.set(hidden, wh);
       continue;
@@ -242,7 +261,9 @@ export function buildLayerTree(toc: readonly FileMetadata[], opts: LayerTreeOpti
     let subdirs = 0;
     for (const c of (node.children as Map<string, LayerNode>).values()) if (c.kind === 'dir') subdirs++;
     node.nlink = 2 + subdirs;
-    if (node.opaque) for (const x of opaqueXattrs) node.xattrs.set(x, Buffer.from('y'));
+    if (!node.opaque) continue;
+    node.xattrs = new Map(node.xattrs);
+    for (const x of opaqueXattrs) node.xattrs.set(x, Buffer.from('y'));
   }
 
   return {

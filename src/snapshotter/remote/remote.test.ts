@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { indexLayer, ZtocReader, type IndexedLayer, type RangeSource } from '../../indexer/index.js';
-import { HttpRangeSource, SpanFetcher } from './index.js';
+import { HttpRangeSource, SpanFetcher, SpanInflater } from './index.js';
 
 function tarOf(data: Buffer): Buffer {
   const h = Buffer.alloc(512);
@@ -112,5 +112,38 @@ test('HttpRangeSource: 206 accepted, 200 refused, 5xx retried, stall times out',
   } finally {
     srv.closeAllConnections();
     await new Promise((r) => srv.close(r));
+  }
+});
+
+test('with a SpanInflater (worker thread): exact content, batches, mismatches refetched then an error', async () => {
+  const inflater = new SpanInflater();
+  try {
+    const src = new CountingSource();
+    const f = new SpanFetcher({ reader, source: src, layerDigest: layer.layerDigest, inflater });
+    await f.prefetch([1, 2, 3]);
+    assert.equal(src.calls, 1, 'one range request for the batch');
+    for (const id of [1, 2, 3]) assert.ok(f.peek(id) !== undefined, `span ${id} in memory after the batch`);
+    const all = await f.read(fileOffset, content.length);
+    assert.ok(Buffer.from(all).equals(content), 'every byte of the file');
+    // The same spans inflated on this thread are identical, byte for byte.
+    const plain = new SpanFetcher({ reader, source: new CountingSource(), layerDigest: layer.layerDigest });
+    for (let id = 0; id < reader.spans.length; id++) assert.ok(Buffer.from(await f.getSpan(id)).equals(await plain.getSpan(id)), `span ${id}`);
+    const bad = new CountingSource();
+    bad.corrupt = 1;
+    const g = new SpanFetcher({ reader, source: bad, layerDigest: layer.layerDigest, inflater });
+    await g.getSpan(0);
+    assert.equal(g.stats.digestMismatches, 1);
+    bad.corrupt = 2;
+    await assert.rejects(g.getSpan(2), (e: { code?: string }) => e.code === 'CORRUPT_LAYER');
+    assert.equal(bad.calls, 4);
+    // A corrupt span inside a batch is not stored; a later read refetches it alone and gets it right.
+    bad.corrupt = 1;
+    const before = bad.calls;
+    await g.prefetch([3, 4]);
+    assert.ok(Buffer.from(await g.getSpan(3)).equals(await plain.getSpan(3)));
+    assert.ok(Buffer.from(await g.getSpan(4)).equals(await plain.getSpan(4)));
+    assert.equal(bad.calls - before, 2, 'the batch, then span 3 alone');
+  } finally {
+    await inflater.close();
   }
 });

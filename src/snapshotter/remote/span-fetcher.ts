@@ -7,7 +7,9 @@
  * a disk file of the wrong length is ignored and refetched. `read(offset, length)` serves any
  * uncompressed range of the tar stream through the cache. `prefetch(ids)` fetches a run of adjacent spans
  * in one range request (each still checked against its own digest), for read-ahead of sequential walks;
- * `peek(id)` is the memory cache alone, for answering reads without a promise.
+ * `peek(id)` is the memory cache alone, for answering reads without a promise. With a `SpanInflater`,
+ * the spans of read-ahead batches are checked and inflated on its worker thread instead of this one (a
+ * span a reader waits on is still done here: no thread hop on that path).
  */
 import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
@@ -16,6 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { CorruptLayer } from '../../oci/errors.js';
 import type { RangeSource, ZtocReader } from '../../indexer/reader.js';
+import type { InflateOutcome, SpanInflater } from './span-inflater.js';
 
 export interface SpanFetcherOptions {
   reader: ZtocReader;
@@ -30,6 +33,8 @@ export interface SpanFetcherOptions {
   memorySpans?: number;
   /** Bound of the inflated bytes kept in memory (default 128 MiB). */
   memoryBytes?: number;
+  /** Checks and inflates prefetched gzip spans off this thread; without one (or when it fails) this thread does. */
+  inflater?: SpanInflater | undefined;
 }
 
 export interface SpanFetcherStats {
@@ -44,6 +49,7 @@ export class SpanFetcher {
   readonly reader: ZtocReader;
   readonly stats: SpanFetcherStats = { fetches: 0, compressedBytes: 0, digestMismatches: 0, memoryHits: 0, diskHits: 0 };
   readonly #source: RangeSource;
+  readonly #inflater: SpanInflater | undefined;
   readonly #prefix: string;
   readonly #dir: string | undefined;
   readonly #maxDisk: number;
@@ -56,6 +62,7 @@ export class SpanFetcher {
   constructor(opts: SpanFetcherOptions) {
     this.reader = opts.reader;
     this.#source = opts.source;
+    this.#inflater = opts.reader.ztoc.compressionAlgorithm === 'gzip' ? opts.inflater : undefined;
     this.#prefix = opts.layerDigest.replace(/^sha256:/, '').replace(/[^0-9a-zA-Z]/g, '_');
     this.#dir = opts.cacheDir;
     this.#maxDisk = opts.maxDiskBytes ?? 512 * 1024 * 1024;
@@ -131,29 +138,52 @@ export class SpanFetcher {
     } catch {
       all = undefined;
     }
+    if (all !== undefined && first !== undefined && last !== undefined && all.length !== last.end - first.start) all = undefined;
+    const inflated = all !== undefined && first !== undefined ? await this.#inflateBatch(all, first.start, run) : undefined;
     const toDisk: Array<[number, Uint8Array]> = [];
-    for (const id of run) {
+    for (const [i, id] of run.entries()) {
       const span = this.reader.spans[id];
       const s = settle.get(id) as { resolve: (b: Uint8Array) => void; reject: (e: unknown) => void };
-      const part = all !== undefined && span !== undefined && first !== undefined ? all.subarray(span.start - first.start, span.end - first.start) : undefined;
-      if (part !== undefined && span !== undefined && part.length === span.end - span.start && this.reader.verifySpan(id, part)) {
-        try {
-          const data = this.reader.decompressSpan(id, part);
-          if (data.length === span.outEnd - span.outStart) {
-            this.#memory.set(id, data);
-            s.resolve(data);
-            toDisk.push([id, data]);
-            continue;
-          }
-        } catch {
-          // fall through to a single-span load
-        }
+      const data = inflated?.[i];
+      if (data !== undefined && span !== undefined && data.length === span.outEnd - span.outStart) {
+        this.#memory.set(id, data);
+        s.resolve(data);
+        toDisk.push([id, data]);
+        continue;
       }
       // A failed or mismatched batch falls back to the checked single-span path for this span.
       this.#inflight.delete(id);
       this.getSpan(id).then(s.resolve, s.reject);
     }
     for (const [id, data] of toDisk) await this.#writeDisk(id, data).catch(() => undefined);
+  }
+
+  /**
+   * Each span of `ids` (adjacent, `buf` holding their compressed bytes from blob offset `base`) checked and
+   * inflated, or undefined where it did not match its digest or failed to inflate. `buf` is consumed.
+   */
+  async #inflateBatch(buf: Uint8Array, base: number, ids: readonly number[]): Promise<Array<Uint8Array | undefined>> {
+    const spans = ids.map((id) => this.reader.spans[id]);
+    if (this.#inflater !== undefined && spans.every((s) => s !== undefined)) {
+      const parts = ids.map((id, i) => {
+        const s = spans[i] as (typeof spans)[number] & object;
+        return { id, from: s.start - base, to: s.end - base, digest: s.digest, length: s.outEnd - s.outStart };
+      });
+      const out = await this.#inflater.inflate(this.reader, () => this.reader.ztoc.checkpoints, buf, parts).catch(() => undefined);
+      if (out !== undefined) return out.map((o: InflateOutcome) => (o.ok ? o.data : undefined));
+      if (buf.buffer.byteLength === 0) return ids.map(() => undefined); // transferred, then the worker died
+    }
+    return ids.map((id, i) => {
+      const s = spans[i];
+      if (s === undefined) return undefined;
+      const part = buf.subarray(s.start - base, s.end - base);
+      if (!this.reader.verifySpan(id, part)) return undefined;
+      try {
+        return this.reader.decompressSpan(id, part);
+      } catch {
+        return undefined;
+      }
+    });
   }
 
   /** The uncompressed bytes [offset, offset + length) of the layer's tar stream. */
@@ -171,19 +201,20 @@ export class SpanFetcher {
       this.#memory.set(id, cached);
       return cached;
     }
-    let compressed: Uint8Array | undefined;
-    for (let attempt = 0; attempt < 2; attempt++) {
+    // A reader waits on this span: it is checked and inflated here, with no hop to the inflater's thread.
+    let data: Uint8Array | undefined;
+    for (let attempt = 0; attempt < 2 && data === undefined; attempt++) {
       const got = await this.#source.read(span.start, span.end);
       this.stats.fetches++;
       this.stats.compressedBytes += got.length;
-      if (got.length === span.end - span.start && this.reader.verifySpan(id, got)) {
-        compressed = got;
-        break;
+      if (got.length !== span.end - span.start) {
+        this.stats.digestMismatches++;
+        continue;
       }
-      this.stats.digestMismatches++;
+      if (this.reader.verifySpan(id, got)) data = this.reader.decompressSpan(id, got);
+      else this.stats.digestMismatches++;
     }
-    if (compressed === undefined) throw new CorruptLayer(`span ${id} does not match its digest ${span.digest} after a refetch`, span.start);
-    const data = this.reader.decompressSpan(id, compressed);
+    if (data === undefined) throw new CorruptLayer(`span ${id} does not match its digest ${span.digest} after a refetch`, span.start);
     if (data.length !== want) throw new CorruptLayer(`span ${id} inflated to ${data.length} bytes, expected ${want}`, span.start);
     this.#memory.set(id, data);
     await this.#writeDisk(id, data).catch(() => undefined); // a full or broken disk only costs a refetch
