@@ -108,10 +108,16 @@ async function readAll(dir: string): Promise<{ ms: number; bytes: number }> {
   return { ms: now() - t, bytes: Number(out.stdout.trim()) };
 }
 
+/** `--span-size N` (default: soci's 4 MiB, as the containerd bench uses). */
+const SPAN_SIZE = (() => {
+  const i = process.argv.indexOf('--span-size');
+  return i >= 0 ? Number(process.argv[i + 1]) : 4 * 1024 * 1024;
+})();
+
 async function main(): Promise<void> {
   if (!existsSync(join(ROOT, 'dist', 'cli.js'))) throw new Error('needs dist/ (npm run build)');
   const registry = await startRegistry({ dir: join(work.path, 'registry') });
-  const proxy = await startProxy({ upstream: registry.url, dir: join(work.path, 'proxy'), extraArgs: ['--cache-dir', join(work.path, 'proxy-cache'), '--min-layer-size', '65536', '--span-size', '1048576', '--index-mode', 'wait', '--log-level', 'warn'], timeoutMs: 60_000 });
+  const proxy = await startProxy({ upstream: registry.url, dir: join(work.path, 'proxy'), extraArgs: ['--cache-dir', join(work.path, 'proxy-cache'), '--min-layer-size', '65536', '--span-size', String(SPAN_SIZE), '--index-mode', 'wait', '--log-level', 'warn'], timeoutMs: 60_000 });
   try {
     const { tgz, dir } = await bigLayer();
     const bigBlob = readFileSync(tgz);
@@ -170,7 +176,7 @@ async function main(): Promise<void> {
 
 commit ${result.commit}, node ${process.version}, ${machine}, ${result.date}.
 Command: \`npm run build && node --import tsx bench/snapshotter.ts\` (the CLI runs from dist/cli.js). Docker-registry,
-proxy (\`--span-size 1048576 --min-layer-size 65536\`) and mount process on loopback in one run, on a shared
+proxy (\`--span-size \${SPAN_SIZE} --min-layer-size 65536\`) and mount process on loopback in one run, on a shared
 2-core machine (other work may run at the same time: expect noise).
 
 ## python3.11 first output (same image for both cases: ${mb(python.imageBytes)} of gzip layers)
