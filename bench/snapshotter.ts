@@ -176,7 +176,7 @@ async function main(): Promise<void> {
 
 commit ${result.commit}, node ${process.version}, ${machine}, ${result.date}.
 Command: \`npm run build && node --import tsx bench/snapshotter.ts\` (the CLI runs from dist/cli.js). Docker-registry,
-proxy (\`--span-size \${SPAN_SIZE} --min-layer-size 65536\`) and mount process on loopback in one run, on a shared
+proxy (\`--span-size ${SPAN_SIZE} --min-layer-size 65536\`) and mount process on loopback in one run, on a shared
 2-core machine (other work may run at the same time: expect noise).
 
 ## python3.11 first output (same image for both cases: ${mb(python.imageBytes)} of gzip layers)
