@@ -116,8 +116,10 @@ describe('IndexerPool with span digests on the reading thread', () => {
         offset = (e as { offset?: number }).offset ?? -1;
         return errorCode(e) === 'CORRUPT_LAYER';
       });
-      // At most the in-flight batches (a starting worker allows 4 windows) past the damage are read.
-      assert.ok(offset >= 5000 && offset < gz.length / 2, `error offset ${offset}`);
+      // Where a flipped byte is detected depends on the data (as late as the CRC check at the end), so the
+      // bound is relative to the detection: at most the in-flight batches (a starting worker allows 4
+      // windows) past the error offset are read.
+      assert.ok(offset >= 5000, `error offset ${offset}`);
       assert.ok(pulled.n <= offset + 12 * 4096 + 1000, `read ${pulled.n} of ${gz.length} bytes, error at ${offset}`);
       // A second gzip member is a skip; trailing bytes after it are not read.
       const two = Buffer.concat([gz, gz]);

@@ -280,7 +280,8 @@ describe('tar TOC builder = Go archive/tar', { skip }, () => {
         if (exp.ok && exp.entries.length > 0) read++;
         else if (!exp.ok) failed++;
       });
-    }), { numRuns: 30 });
+    }), { numRuns: 30, seed: Number(process.env.FC_SEED ?? 20261122) });
+    // A fixed seed by default (CI must not flake on how the dice fell); FC_SEED=… explores other draws.
     assert.ok(read > 20 && failed > 20, `random archives cover both outcomes (read ${read}, failed ${failed})`);
   });
 });
