@@ -15,8 +15,8 @@ import { open, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { errorCode } from './oci/errors.js';
 import { MediaType, SOCI_DEFAULTS } from './oci/media-types.js';
-import { indexLayer, type EngineName } from './indexer/index.js';
-import { ZtocReader, type RangeSource } from './indexer/reader.js';
+import type { EngineName } from './indexer/index.js';
+import type { RangeSource } from './indexer/reader.js';
 import { parseOptionValue, type OptionSpec } from './proxy/options.js';
 
 class UsageError extends Error {}
@@ -68,8 +68,12 @@ async function ztocBuild(args: string[]): Promise<number> {
   });
   const layer = positionals[0];
   if (!layer || !values.out) throw new UsageError('usage: soci-proxy ztoc build LAYER_FILE --out ZTOC_FILE [--span-size BYTES] [--media-type TYPE]');
-  const head = await fileSource(layer).read(0, 4).catch(() => new Uint8Array(0));
+  const sniff = fileSource(layer);
+  const head = await sniff.read(0, 4).catch(() => new Uint8Array(0));
+  await sniff.close().catch(() => undefined);
   const mediaType = values['media-type'] ?? guessMediaType(layer, head);
+  // The indexer loads only for the commands that use it (it is the heaviest import of the CLI).
+  const { indexLayer } = await import('./indexer/index.js');
   const result = await indexLayer(createReadStream(layer, { highWaterMark: 1 << 20 }), {
     mediaType,
     spanSize: bytesOpt('span-size', values['span-size'], SOCI_DEFAULTS.spanSize),
@@ -90,6 +94,7 @@ async function ztocInfo(args: string[]): Promise<number> {
   const file = positionals[0];
   if (!file) throw new UsageError('usage: soci-proxy ztoc info ZTOC_FILE [--json]');
   const { readFile } = await import('node:fs/promises');
+  const { ZtocReader } = await import('./indexer/reader.js');
   const reader = ZtocReader.fromBytes(await readFile(file));
   const z = reader.ztoc;
   const info = {
@@ -126,6 +131,7 @@ async function ztocExtract(args: string[]): Promise<number> {
   const [ztocFile, layer, path] = positionals;
   if (!ztocFile || !layer || path === undefined) throw new UsageError('usage: soci-proxy ztoc extract ZTOC_FILE LAYER_FILE PATH');
   const { readFile } = await import('node:fs/promises');
+  const { ZtocReader } = await import('./indexer/reader.js');
   const reader = ZtocReader.fromBytes(await readFile(ztocFile));
   const entry = reader.find(path);
   if (!entry) {

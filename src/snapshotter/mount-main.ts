@@ -7,15 +7,20 @@
  * process records its PID and mounts in `.<name>.soci-mount.json` next to the mountpoint; `unmount`
  * signals that PID and waits, then clears whatever is left (`umount -l`, `fusermount -uz`) for a process
  * that died without cleaning up. The mounting process serves FUSE on its
- * main thread: nothing here touches the mounts with a synchronous call.
+ * main thread: nothing here touches the mounts with a synchronous call. The detached child runs this file
+ * as its entry (see the end of the file), so it skips the CLI's other top-level imports on its way to
+ * mounting.
  */
 import { spawn } from 'node:child_process';
+import { subscribe } from 'node:diagnostics_channel';
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, write as fsWrite, close as fsClose } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import type { Logger } from 'pino';
 import { exec, type RootfsMount } from './core/rootfs.js';
 
 const USAGE = `usage: soci-proxy mount IMAGE_REF MOUNTPOINT [--registry URL] [--cache-dir DIR] [--detach] [--plain-http]
@@ -80,9 +85,12 @@ export async function mountMain(args: string[]): Promise<number> {
   const [os, architecture, variant] = (v.platform ?? 'linux/amd64').split('/');
   if (!os || !architecture) throw new UsageError('--platform must be OS/ARCH[/VARIANT]');
   const readyFd = v['ready-fd'] === undefined ? undefined : intOpt('ready-fd', v['ready-fd'], 3);
-  // Loaded only here: the `--detach` parent above and `unmount` never pay for undici, pino or FUSE.
-  const [{ default: pino }, { RegistryClient, SociLayerProvider, SNAPSHOTTER_CHANNEL, mountRootfs }] = await Promise.all([import('pino'), import('./core/index.js')]);
-  const logger = pino({ level: v['log-level'] ?? 'info', base: { pid: process.pid, cmd: 'mount' } }, pino.destination({ dest: 2, sync: true }));
+  // Loaded only here: the `--detach` parent above and `unmount` never pay for undici, pino or FUSE. The
+  // image's requests start before pino loads; log lines from that window wait in `early` for the logger.
+  const { RegistryClient, SociLayerProvider, SNAPSHOTTER_CHANNEL, mountRootfs } = await import('./core/index.js');
+  let logger: Logger | undefined;
+  const early: Array<(l: Logger) => void> = [];
+  const log = (f: (l: Logger) => void): void => void (logger === undefined ? early.push(f) : f(logger));
 
   const client = new RegistryClient({ plainHttp, credentials, timeoutMs: intOpt('fetch-timeout-ms', v['fetch-timeout-ms'], 10_000), retries: intOpt('retries', v.retries, 2) });
   const provider = new SociLayerProvider({
@@ -95,22 +103,19 @@ export async function mountMain(args: string[]): Promise<number> {
     retries: intOpt('retries', v.retries, 2),
     bgFetchPeriodMs: intOpt('bg-fetch-period-ms', v['bg-fetch-period-ms'], 500),
     bgQuietMs: intOpt('bg-quiet-ms', v['bg-quiet-ms'], 30_000),
-    onReadError: (layerDigest, path, err) => logger.warn({ layerDigest, path, err: (err as Error).message }, 'read failed (EIO)'),
+    onReadError: (layerDigest, path, err) => log((l) => l.warn({ layerDigest, path, err: (err as Error).message }, 'read failed (EIO)')),
   });
-  // FUSE (fuse-native) is needed once the image resolves: load it while the first requests are in flight.
-  void import('./fs/index.js').catch(() => undefined);
-  const { subscribe } = await import('node:diagnostics_channel');
   subscribe(SNAPSHOTTER_CHANNEL, (e) => {
     const ev = e as { type: string };
-    if (ev.type === 'resolved' || ev.type === 'layer' || ev.type === 'background-done') logger.info(ev, ev.type);
-    else logger.debug(ev, ev.type);
+    if (ev.type === 'resolved' || ev.type === 'layer' || ev.type === 'background-done') log((l) => l.info(ev, ev.type));
+    else log((l) => l.debug(ev, ev.type));
   });
 
   let stopping: (() => void) | undefined;
   const stopped = new Promise<void>((r) => (stopping = r));
   let signalled = false;
   const onSignal = (sig: string): void => {
-    logger.info({ signal: sig }, 'stopping');
+    log((l) => l.info({ signal: sig }, 'stopping'));
     signalled = true;
     stopping?.();
   };
@@ -118,9 +123,16 @@ export async function mountMain(args: string[]): Promise<number> {
   process.on('SIGTERM', onSignal);
 
   const t0 = performance.now();
+  const mounting = mountRootfs({ provider, imageRef, mountpoint, stateDir });
+  mounting.catch(() => undefined); // handled below, once the logger is up
+  // FUSE (fuse-native) is needed once the image resolves, pino at once: both load while the first requests are in flight.
+  void import('./fs/index.js').catch(() => undefined);
+  const { default: pino } = await import('pino');
+  logger = pino({ level: v['log-level'] ?? 'info', base: { pid: process.pid, cmd: 'mount' } }, pino.destination({ dest: 2, sync: true }));
+  for (const f of early.splice(0)) f(logger);
   let rootfs: RootfsMount;
   try {
-    rootfs = await mountRootfs({ provider, imageRef, mountpoint, stateDir });
+    rootfs = await mounting;
   } catch (err) {
     logger.error({ err: (err as Error).message }, 'mount failed');
     await provider.close();
@@ -154,7 +166,8 @@ function report(fd: number, line: string): Promise<void> {
 /** Starts this command again as a detached child and waits for its `ready`/`error` line on fd 3. */
 async function detach(args: string[], logFile: string): Promise<number> {
   const log = openSync(logFile, 'a');
-  const child = spawn(process.execPath, [...process.execArgv, process.argv[1] as string, 'mount', ...args, '--ready-fd', '3'], {
+  // The child starts at this very file (its entry below), not at the CLI, whose other imports it never needs.
+  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...args, '--ready-fd', '3'], {
     detached: true,
     stdio: ['ignore', log, log, 'pipe'],
   });
@@ -226,4 +239,19 @@ export async function unmountMain(args: string[]): Promise<number> {
   }
   process.stdout.write(`unmounted ${mountpoint}${stale.length ? ` (${stale.length} stale mount(s) cleared)` : ''}\n`);
   return 0;
+}
+
+/** Entry of the detached child started by `detach`: `node mount-main.js ARGS --ready-fd 3`, errors as the CLI prints them. */
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  mountMain(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    async (err: unknown) => {
+      const { errorCode } = await import('../oci/errors.js');
+      const code = errorCode(err);
+      process.stderr.write(`soci-proxy: ${err instanceof Error ? err.message : String(err)}${code && !(err instanceof UsageError) ? ` [${code}]` : ''}\n`);
+      process.exitCode = err instanceof UsageError ? 2 : 1;
+    },
+  );
 }
