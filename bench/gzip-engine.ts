@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createGunzip, gunzipSync } from 'node:zlib';
 import { GzipCheckpointer, nativeEngineAvailable } from '../src/indexer/gzip/index.js';
+import { best } from './lib/timing.js';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -43,25 +44,7 @@ function generate(dir: string, sizeMb: number): string {
   return out;
 }
 
-function best(runs: number, fn: () => void): number {
-  let min = Infinity;
-  for (let i = 0; i < runs; i++) {
-    const t = process.hrtime.bigint();
-    fn();
-    min = Math.min(min, Number(process.hrtime.bigint() - t) / 1e9);
-  }
-  return min;
-}
 
-async function bestAsync(runs: number, fn: () => Promise<void>): Promise<number> {
-  let min = Infinity;
-  for (let i = 0; i < runs; i++) {
-    const t = process.hrtime.bigint();
-    await fn();
-    min = Math.min(min, Number(process.hrtime.bigint() - t) / 1e9);
-  }
-  return min;
-}
 
 const runs = Number(arg('runs') ?? 3);
 const tmp = mkdtempSync(join(tmpdir(), 'gzip-bench-'));
@@ -72,8 +55,8 @@ try {
   const CHUNK = 65536;
   const results: Record<string, number> = {};
 
-  results['zlib.gunzipSync'] = best(runs, () => { gunzipSync(gz); });
-  results['zlib.createGunzip'] = await bestAsync(runs, () => new Promise<void>((resolve, reject) => {
+  results['zlib.gunzipSync'] = await best(runs, () => { gunzipSync(gz); });
+  results['zlib.createGunzip'] = await best(runs, () => new Promise<void>((resolve, reject) => {
     const g = createGunzip();
     g.on('data', () => {}).on('end', resolve).on('error', reject);
     for (let p = 0; p < gz.length; p += CHUNK) g.write(gz.subarray(p, p + CHUNK));
@@ -81,7 +64,7 @@ try {
   }));
   const engines = nativeEngineAvailable() ? (['native', 'js'] as const) : (['js'] as const);
   for (const engine of engines) {
-    results[`checkpointer ${engine}`] = best(engine === 'js' ? Math.min(runs, 2) : runs, () => {
+    results[`checkpointer ${engine}`] = await best(engine === 'js' ? Math.min(runs, 2) : runs, () => {
       const c = new GzipCheckpointer({ spanSize: 4 << 20, engine });
       const sink = (): void => {};
       for (let p = 0; p < gz.length; p += CHUNK) c.write(gz.subarray(p, p + CHUNK), sink);

@@ -19,6 +19,7 @@ import { createGunzip, gunzipSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
 import { IndexerPool, indexLayer, nativeEngineAvailable, type EngineName } from '../src/indexer/index.js';
 import { MediaType } from '../src/oci/media-types.js';
+import { best } from './lib/timing.js';
 
 const MiB = 1 << 20;
 const CACHE = fileURLToPath(new URL('../.cache/bench/', import.meta.url));
@@ -129,15 +130,6 @@ async function buildPooled(file: string): Promise<void> {
   }
 }
 
-async function best(runs: number, fn: () => Promise<unknown> | unknown): Promise<number> {
-  let min = Infinity;
-  for (let i = 0; i < runs; i++) {
-    const t = process.hrtime.bigint();
-    await fn();
-    min = Math.min(min, Number(process.hrtime.bigint() - t) / 1e9);
-  }
-  return min;
-}
 
 /** Child mode: index (or only gunzip) one file and print the peak RSS. */
 async function child(file: string, what: string): Promise<void> {

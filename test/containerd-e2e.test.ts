@@ -19,15 +19,11 @@ import {
   pushImage, pythonImage, startContainerd, startDaemon, startProxy, startRegistry, tempDir,
   type BuiltImage, type Containerd, type Daemon, type Proxy, type Registry,
 } from './harness/index.js';
+import { containerdFuseSkip } from './harness/capabilities.js';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const CLI = join(ROOT, 'dist', 'cli.js');
-const have = (bin: string): boolean => spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0;
-const canRun = process.getuid?.() === 0 && existsSync('/dev/fuse') && ['containerd', 'runc', 'ctr', 'ctr-remote'].every(have);
-const probe = canRun ? spawnSync(process.execPath, ['-e', "require('fuse-native')"], { cwd: ROOT, encoding: 'utf8' }) : undefined;
-const skip = !canRun ? 'needs root, /dev/fuse, containerd, runc, ctr and ctr-remote (skipped)'
-  : probe?.status !== 0 ? `fuse-native does not load: ${probe?.stderr.slice(0, 200)} (skipped)`
-  : !existsSync(CLI) ? 'run `npm run build` first (dist/cli.js missing)' : false;
+const skip = containerdFuseSkip(ROOT, CLI);
 
 /** FUSE mount points under `dir`. */
 function fuseMounts(dir: string): string[] {

@@ -22,18 +22,14 @@ import {
   buildImage, freePort, pushImage, pythonImage, randomBytes, runCommand, startContainerd, startDaemon, startRegistry, tempDir,
   type BuiltImage, type Containerd, type Daemon, type Registry,
 } from '../harness/index.js';
+import { containerdFuseSkip } from '../harness/capabilities.js';
 import { startFaultProxy, type FaultProxy } from './fault-proxy.js';
 import { sleep } from './common.js';
 import { record, tally } from './summary.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 const CLI = join(ROOT, 'dist', 'cli.js');
-const have = (bin: string): boolean => spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0;
-const canRun = process.getuid?.() === 0 && existsSync('/dev/fuse') && ['containerd', 'runc', 'ctr', 'ctr-remote'].every(have);
-const probe = canRun ? spawnSync(process.execPath, ['-e', "require('fuse-native')"], { cwd: ROOT, encoding: 'utf8' }) : undefined;
-const skip = !canRun ? 'needs root, /dev/fuse, containerd, runc, ctr and ctr-remote (skipped)'
-  : probe?.status !== 0 ? `fuse-native does not load: ${probe?.stderr.slice(0, 200)} (skipped)`
-  : !existsSync(CLI) ? 'run `npm run build` first (dist/cli.js missing)' : false;
+const skip = containerdFuseSkip(ROOT, CLI);
 
 /** The snapshotter's deadlines: one FUSE read, one span HTTP attempt; one retry. */
 const READ_MS = 4000;

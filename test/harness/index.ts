@@ -33,3 +33,4 @@ export {
 export { pushExact, type ExactPushOptions } from './push.js';
 export { smallImage, mixedImage, multiPlatformImage, pythonImage, randomBytes, textBytes, type MixedImage } from './fixtures.js';
 export { hostBinariesRootfs, debianRootfs, hasDebootstrap, FIXTURE_CACHE } from './rootfs.js';
+export { containerdFuseSkip } from './capabilities.js';
