@@ -5,14 +5,12 @@
 import { parseArgs } from 'node:util';
 import { DiskBlobStore } from './disk-store.js';
 import { cacheGc, cacheStats } from './admin.js';
-
-const UNITS: Record<string, number> = { '': 1, k: 1024, kib: 1024, m: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gib: 1024 ** 3 };
+import { parseByteSize } from '../oci/units.js';
 
 function parseBytes(raw: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(raw.trim());
-  const unit = m ? UNITS[(m[2] as string).toLowerCase()] : undefined;
-  if (!m || unit === undefined) throw new Error(`invalid --max-bytes ${JSON.stringify(raw)} (e.g. 5GiB)`);
-  return Math.round(Number(m[1]) * unit);
+  const n = parseByteSize(raw);
+  if (n === undefined) throw new Error(`invalid --max-bytes ${JSON.stringify(raw)} (e.g. 5GiB)`);
+  return n;
 }
 
 export async function cacheMain(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {

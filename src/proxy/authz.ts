@@ -5,11 +5,14 @@
  * are remembered briefly per (upstream, repository, source, credential); refusals are not remembered.
  * So a client the upstream would refuse never receives artifacts another client warmed into the cache.
  */
-import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import type { ClientCredentials, UpstreamRegistry } from './contracts.js';
+import { credentialKey, type ClientCredentials, type UpstreamRegistry } from './contracts.js';
 import type { SourceRef } from './artifacts.js';
 import { MediaType } from '../oci/media-types.js';
+
+function accessKey(upstream: UpstreamRegistry, repo: string, source: SourceRef, credentials: ClientCredentials): string {
+  return `${upstream.name}\u0000${repo}\u0000${source.kind}:${source.digest}\u0000${credentialKey(credentials)}`;
+}
 
 export class AccessChecker {
   readonly #allowed: LRUCache<string, true>;
@@ -20,8 +23,7 @@ export class AccessChecker {
 
   /** Resolves when the client may read `source` in `repo`; otherwise throws the upstream's OciError. */
   async check(upstream: UpstreamRegistry, repo: string, source: SourceRef, credentials: ClientCredentials): Promise<void> {
-    const who = credentials.authorization ? createHash('sha256').update(credentials.authorization).digest('hex') : 'anonymous';
-    const key = `${upstream.name}\u0000${repo}\u0000${source.kind}:${source.digest}\u0000${who}`;
+    const key = accessKey(upstream, repo, source, credentials);
     if (this.#allowed.get(key)) return;
     if (source.kind === 'manifest') {
       await upstream.getManifest(repo, source.digest, {
@@ -38,7 +40,6 @@ export class AccessChecker {
 
   /** Records that a client just read `source` successfully from upstream (no need to ask again). */
   remember(upstream: UpstreamRegistry, repo: string, source: SourceRef, credentials: ClientCredentials): void {
-    const who = credentials.authorization ? createHash('sha256').update(credentials.authorization).digest('hex') : 'anonymous';
-    this.#allowed.set(`${upstream.name}\u0000${repo}\u0000${source.kind}:${source.digest}\u0000${who}`, true);
+    this.#allowed.set(accessKey(upstream, repo, source, credentials), true);
   }
 }

@@ -10,11 +10,17 @@
  *   the upstream has let that client's credentials read its source (see `authz.ts`).
  * - An upstream digest always yields exactly the upstream bytes.
  */
+import { createHash } from 'node:crypto';
 import type { LayerIndexResult, IndexLayerOptions } from '../indexer/layer-indexer.js';
 
 /** The client's credentials as received (the raw `Authorization` header), passed to the upstream. */
 export interface ClientCredentials {
   authorization?: string | undefined;
+}
+
+/** A stable, non-secret identity of the client's credentials for cache keys (never the header itself). */
+export function credentialKey(c: ClientCredentials): string {
+  return c.authorization ? createHash('sha256').update(c.authorization).digest('hex') : 'anonymous';
 }
 
 export interface ManifestResponse {

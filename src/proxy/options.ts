@@ -5,6 +5,8 @@
  * start, with a message that names the setting and the wrong value.
  */
 
+import { parseByteSize } from '../oci/units.js';
+
 export type OptionType = 'string' | 'int' | 'bytes' | 'seconds' | 'bool' | 'enum' | 'list';
 
 export interface OptionSpec {
@@ -54,7 +56,6 @@ export function configKey(flag: string): string {
   return flag.replace(/-([a-z])/g, (_, ch: string) => ch.toUpperCase());
 }
 
-const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3, t: 1024 ** 4, tib: 1024 ** 4 };
 
 export type OptionValue = string | number | boolean | string[] | undefined;
 
@@ -86,11 +87,8 @@ export function parseOptionValue(spec: OptionSpec, raw: unknown, source: string)
     }
     case 'bytes': {
       if (typeof raw === 'number' && Number.isSafeInteger(raw) && raw >= 0) return raw;
-      const m = typeof raw === 'string' ? /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(raw.trim()) : null;
-      const unit = m ? UNITS[(m[2] as string).toLowerCase()] : undefined;
-      if (!m || unit === undefined) throw bad('expected bytes, e.g. 4194304, 4MiB, 10G');
-      const n = Math.round(Number(m[1]) * unit);
-      if (!Number.isSafeInteger(n)) throw bad('too large');
+      const n = typeof raw === 'string' ? parseByteSize(raw) : undefined;
+      if (n === undefined) throw bad('expected bytes, e.g. 4194304, 4MiB, 10G');
       return n;
     }
   }

@@ -7,9 +7,8 @@
  * and a client whose credentials the upstream would refuse is never told a digest. Only the digest, media
  * type and size are kept; bytes are always fetched by digest.
  */
-import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import type { ClientCredentials } from './contracts.js';
+import { credentialKey, type ClientCredentials } from './contracts.js';
 
 export interface TagResolution {
   mediaType: string;
@@ -59,7 +58,7 @@ export class TagCache {
 }
 
 function keyOf(k: TagCacheKey): string {
-  const who = k.credentials.authorization ? createHash('sha256').update(k.credentials.authorization).digest('hex') : 'anonymous';
+  const who = credentialKey(k.credentials);
   const accept = [...new Set(k.accept)].sort().join(',');
   return [k.upstream, k.repo, k.tag, accept, who].join('\u0000');
 }
