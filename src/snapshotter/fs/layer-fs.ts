@@ -15,8 +15,31 @@ import { execFile } from 'node:child_process';
 import Fuse, { type FuseOps, type FuseStat } from 'fuse-native';
 import type { LayerNode, LayerTree } from './layer-tree.js';
 
+/**
+ * A layer's uncompressed tar stream kept in one sparse file at its own offsets, so a native FUSE server can
+ * answer reads of present spans with one `pread` and no hop to JS. Span `i` occupies
+ * `[spanStarts[i], spanStarts[i + 1])` of the file. `present[i]` becomes 1 only after the span's bytes are
+ * fully written; eviction clears it before punching the hole, so a reader checks `present`, reads, and
+ * checks again (a cleared byte means: treat as missing and call `ensure`).
+ */
+export interface LayerContentFile {
+  readonly path: string;
+  /** Uncompressed start of each span, then the stream's end (length = spans + 1). */
+  readonly spanStarts: Float64Array;
+  /** One byte per span over a SharedArrayBuffer: 1 = its bytes are in the file. */
+  readonly present: Uint8Array;
+  /**
+   * Makes spans `first..last` (inclusive) present: fetched, digest-checked, inflated and written; counts
+   * as an on-demand read (read-ahead and the background filler react to it). Rejects if a span cannot be
+   * fetched or verified.
+   */
+  ensure(first: number, last: number): Promise<void>;
+}
+
 /** What the filesystem needs to read file content: uncompressed tar-stream ranges. */
 export interface LayerContent {
+  /** Set when the content is kept in a sparse file (the native FUSE fast path reads it directly). */
+  readonly contentFile?: LayerContentFile | undefined;
   read(offset: number, length: number): Promise<Uint8Array>;
   /**
    * Copies `[offset, offset + length)` into `into` at once and returns true when every byte is already in
