@@ -328,6 +328,14 @@ describe('proxy API against docker-registry', { skip: SKIP }, () => {
     for (let i = 0; i < 2; i++) await get(`${proxy.url}/v2/test/mixed/manifests/latest`, { accept: DOCKER_ONLY });
     await registry.settle();
     assert.equal(registry.requests().slice(from2).filter((e) => e.path.endsWith('/manifests/latest')).length, 2);
+
+    // Concurrent requests for one tag (same credential) share the upstream HEAD in flight.
+    const from3 = registry.requests().length;
+    const all = await Promise.all(Array.from({ length: 16 }, () => get(`${proxy.url}/v2/test/mixed/manifests/latest`, { accept: ACCEPT })));
+    assert.equal(new Set(all.map((r) => r.headers.get('docker-content-digest'))).size, 1);
+    await registry.settle();
+    const heads = registry.requests().slice(from3).filter((e) => e.path.endsWith('/manifests/latest')).length;
+    assert.ok(heads >= 1 && heads < 16, `16 concurrent by-tag requests cost ${heads} upstream requests`);
   });
 
   test('/metrics names requests, upstream latency, bytes, index jobs and duration, cache lookups; logs carry request ids', async () => {

@@ -17,7 +17,7 @@ import { errorFromException, errorFromResponse, type RequestKind } from './error
 import { readBounded } from './read-body.js';
 import { withRedirects } from './redirect.js';
 import { withRetry } from './retry.js';
-import { createUpstreamAgent, dispatcherSend, header, type Send, type UpstreamResponse } from './transport.js';
+import { byMethod, createHeadSend, createUpstreamAgent, dispatcherSend, header, type Send, type UpstreamResponse } from './transport.js';
 
 /** Accept types added to every manifest request the client did not already list. */
 export const MANIFEST_ACCEPT: readonly string[] = [MediaType.ociManifest, MediaType.ociIndex, MediaType.dockerManifest, MediaType.dockerManifestList];
@@ -104,17 +104,22 @@ export class UpstreamClient {
   readonly upstream: Upstream;
   readonly #send: Send;
   readonly #ownDispatcher: Dispatcher | undefined;
+  readonly #head: { send: Send; close(): void } | undefined;
 
   constructor(upstream: Upstream, opts: UpstreamClientOptions = {}) {
     this.upstream = upstream;
     const dispatcher = opts.dispatcher ?? createUpstreamAgent(upstream);
     this.#ownDispatcher = opts.dispatcher ? undefined : dispatcher;
-    const retried = withRetry(dispatcherSend(dispatcher), upstream.retry);
+    // An injected dispatcher (tests, fault relays) sees every request; our own keeps HEADs on keep-alive sockets.
+    this.#head = opts.dispatcher ? undefined : createHeadSend(upstream);
+    const base = this.#head ? byMethod(dispatcherSend(dispatcher), this.#head.send) : dispatcherSend(dispatcher);
+    const retried = withRetry(base, upstream.retry);
     const redirected = upstream.followRedirects ? withRedirects(retried, { maxRedirects: upstream.maxRedirects, allowPlainHttp: upstream.plainHttp }) : retried;
     this.#send = withAuth(redirected, { upstream, tokenSend: redirected, cache: opts.authCache, now: opts.now });
   }
 
   async close(): Promise<void> {
+    this.#head?.close();
     await this.#ownDispatcher?.close();
   }
 
