@@ -7,14 +7,26 @@
  * re-hashes the file: a file whose bytes do not match its name is deleted and reported as a miss with a
  * 'corrupt' event. Several processes may share a root: reads always go to the file system, the index is
  * only a hint for size accounting, and `gc` rescans before it evicts.
+ *
+ * Large blobs (layers the proxy keeps as a pull-through cache) take a second path that never holds the
+ * blob in memory: `createWriter` streams into a temp file that `commit` renames into place once the
+ * caller has verified it (disk-blob-writer.ts), and `locate` hands out the file's path and size for
+ * streaming reads. `locate` does not re-hash on every read: a file is hashed at most once per process
+ * (files this process committed are trusted; one found on disk, e.g. after a restart, is hashed on its
+ * first `locate` and deleted as 'corrupt' if it does not match), and its size is checked on every call.
+ * Both kinds share one directory, one byte bound and one LRU order.
  */
-import { mkdir, readFile, readdir, rm, stat, utimes } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, readFile, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
+import { DiskBlobWriter } from './disk-blob-writer.js';
 import { verifyDigest, type Digest } from '../oci/digest.js';
 import { sweepTemp, writeFileAtomic } from './atomic-file.js';
 import { publish } from './events.js';
 import type { BlobStore, CacheStats, GcResult } from './types.js';
 import { assertContent, assertDigest, newCounters } from './verify.js';
+import { OciError } from '../oci/errors.js';
 
 export interface DiskBlobStoreOptions {
   root: string;
@@ -41,6 +53,8 @@ export class DiskBlobStore implements BlobStore {
   readonly #index = new Map<string, Entry>();
   #bytes = 0;
   readonly #counters = newCounters();
+  /** Files known to hold their digest's bytes, by hex, with the size they were verified at. */
+  readonly #trusted = new Map<string, number>();
 
   private constructor(opts: DiskBlobStoreOptions) {
     this.#root = opts.root;
@@ -65,6 +79,10 @@ export class DiskBlobStore implements BlobStore {
     return this.#root;
   }
 
+  get maxBytes(): number {
+    return this.#maxBytes;
+  }
+
   #path(digest: Digest): string {
     return join(this.#blobs, digest.slice('sha256:'.length));
   }
@@ -87,6 +105,7 @@ export class DiskBlobStore implements BlobStore {
   }
 
   #untrack(hex: string): void {
+    this.#trusted.delete(hex);
     const old = this.#index.get(hex);
     if (old) {
       this.#bytes -= old.size;
@@ -135,6 +154,7 @@ export class DiskBlobStore implements BlobStore {
     // Always rewrite, even when present: a put is rare (after indexing) and this heals a damaged file.
     await writeFileAtomic(this.#tmp, p, bytes, this.#fsync);
     this.#counters.puts++;
+    this.#trusted.set(hex, bytes.byteLength);
     this.#track(hex, bytes.byteLength, Date.now());
     publish({ op: 'put', tier: 'disk', key: digest, bytes: bytes.byteLength });
     if (this.#bytes > this.#maxBytes) await this.#evict(this.#maxBytes, hex);
@@ -154,6 +174,66 @@ export class DiskBlobStore implements BlobStore {
     await rm(this.#path(digest), { force: true });
     this.#untrack(digest.slice(7));
     publish({ op: 'delete', tier: 'disk', key: digest });
+  }
+
+  /**
+   * The path and size of a stored blob for streaming reads, or undefined on a miss; counts as a use for
+   * LRU. The file may be evicted (unlinked) after this returns: open it at once (an open file stays
+   * readable). No re-hash once this process has verified the file; see the header.
+   */
+  async locate(digest: Digest): Promise<{ path: string; size: number } | undefined> {
+    assertDigest(digest);
+    if (!digest.startsWith('sha256:')) return undefined;
+    const hex = digest.slice(7);
+    const p = this.#path(digest);
+    const st = await stat(p).catch(() => undefined);
+    if (!st?.isFile()) {
+      this.#untrack(hex);
+      return this.#miss(digest);
+    }
+    const trusted = this.#trusted.get(hex);
+    if (trusted === undefined || trusted !== st.size) {
+      if (!(await hashFile(p, digest))) {
+        this.#counters.corrupt++;
+        publish({ op: 'corrupt', tier: 'disk', key: digest, bytes: st.size });
+        await rm(p, { force: true });
+        this.#untrack(hex);
+        return this.#miss(digest);
+      }
+      this.#trusted.set(hex, st.size);
+    }
+    const now = Date.now();
+    this.#track(hex, st.size, now);
+    utimes(p, now / 1000, now / 1000).catch(() => {});
+    this.#counters.hits++;
+    publish({ op: 'get', tier: 'disk', key: digest, hit: true, bytes: st.size });
+    return { path: p, size: st.size };
+  }
+
+  /** Starts a streaming write of `digest` (see disk-blob-writer.ts); nothing is visible before `commit`. */
+  createWriter(digest: Digest): DiskBlobWriter {
+    assertDigest(digest);
+    if (!digest.startsWith('sha256:')) throw new OciError('DIGEST_INVALID', `only sha256 blobs are stored, not ${digest.slice(0, 80)}`);
+    const hex = digest.slice(7);
+    const tmpPath = join(this.#tmp, `${randomBytes(8).toString('hex')}.${process.pid}.tmp`);
+    return new DiskBlobWriter({
+      digest,
+      tmpPath,
+      fsync: this.#fsync,
+      adopt: async (tmp, size) => {
+        const target = this.#path(digest);
+        await rename(tmp, target).catch(async (err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+          await mkdir(this.#blobs, { recursive: true });
+          await rename(tmp, target);
+        });
+        this.#counters.puts++;
+        this.#track(hex, size, Date.now());
+        this.#trusted.set(hex, size);
+        publish({ op: 'put', tier: 'disk', key: digest, bytes: size });
+        if (this.#bytes > this.#maxBytes) await this.#evict(this.#maxBytes, hex);
+      },
+    });
   }
 
   /** Evicts LRU entries until at most `limit` bytes remain; `keep` (the entry just written) goes last. */
@@ -185,4 +265,15 @@ export class DiskBlobStore implements BlobStore {
   async stats(): Promise<CacheStats> {
     return { tier: 'disk', entries: this.#index.size, bytes: this.#bytes, maxBytes: this.#maxBytes, ...this.#counters };
   }
+}
+
+/** Streams a file through sha256; true when it hashes to `digest`. */
+async function hashFile(path: string, digest: string): Promise<boolean> {
+  const h = createHash('sha256');
+  try {
+    for await (const c of createReadStream(path, { highWaterMark: 1 << 20 })) h.update(c as Buffer);
+  } catch {
+    return false;
+  }
+  return `sha256:${h.digest('hex')}` === digest;
 }

@@ -7,6 +7,7 @@ export type { BlobStore, MetaStore, CacheStats, GcResult } from './types.js';
 export { CACHE_CHANNEL, onCacheEvent, type CacheEvent, type CacheOp } from './events.js';
 export { MemoryBlobStore, MemoryMetaStore, type MemoryBlobStoreOptions, type MemoryMetaStoreOptions } from './memory-store.js';
 export { DiskBlobStore, type DiskBlobStoreOptions } from './disk-store.js';
+export { DiskBlobWriter, type BlobFileWriter } from './disk-blob-writer.js';
 export { DiskMetaStore, type DiskMetaStoreOptions } from './disk-meta-store.js';
 export { RedisConnection, createRedisClient, type RedisClient, type RedisConnectionOptions } from './redis-connection.js';
 export { RedisBlobStore, RedisMetaStore, type RedisBlobStoreOptions } from './redis-store.js';

@@ -35,6 +35,8 @@ export interface CacheConfig {
 export interface Cache {
   blobs: BlobStore;
   meta: MetaStore;
+  /** The disk tier itself, for streaming large blobs in and out (`createWriter`, `locate`). */
+  disk: DiskBlobStore;
   flight: FleetFlight;
   redis: RedisConnection | undefined;
   close(): Promise<void>;
@@ -59,6 +61,7 @@ export async function openCache(cfg: CacheConfig): Promise<Cache> {
   return {
     blobs: new TieredBlobStore(blobTiers, names),
     meta: new TieredMetaStore(metaTiers),
+    disk,
     flight: new FleetFlight(redis, cfg.flight ?? {}),
     redis,
     close: async () => {

@@ -15,6 +15,7 @@ import type { ArtifactCache, LayerIndexerPort, UpstreamRouter } from './contract
 import { DEFAULT_PROXY_CONFIG, sociOptionsKey, type ProxyCoreConfig } from './config.js';
 import { ArtifactRecords } from './artifacts.js';
 import { AccessChecker } from './authz.js';
+import type { BlobCache } from './blob-cache.js';
 import { ManifestService } from './manifests.js';
 import { BlobService } from './blobs.js';
 import { indexLayerOnce, type SociJobDeps } from './soci-job.js';
@@ -43,6 +44,8 @@ export interface ProxyAppOptions {
    * socket; the default (tests, other transports) answers with a web stream of the same bytes.
    */
   sendStreamed?: (c: Context<AppEnv>, s: StreamedBlob) => Response;
+  /** Pull-through cache of whole upstream blobs (blob-cache.ts); absent: blobs always stream from upstream. */
+  blobCache?: BlobCache;
 }
 
 export type AppEnv = { Variables: { log: Logger; reqId: string }; Bindings: { outgoing?: unknown } };
@@ -75,9 +78,10 @@ export function createProxyApp(opts: ProxyAppOptions): ProxyApp {
     maxLayers: config.maxLayers,
     maxManifests: config.maxManifests,
     layerConcurrency: opts.layerConcurrency ?? 4,
+    blobCache: opts.blobCache,
   };
   const manifests = new ManifestService({ records, access, config, events, job });
-  const blobs = new BlobService({ records, access, events, rebuild: (upstream, repo, layer, creds) => indexLayerOnce(job, upstream, repo, layer, creds) });
+  const blobs = new BlobService({ records, access, events, rebuild: (upstream, repo, layer, creds) => indexLayerOnce(job, upstream, repo, layer, creds), blobCache: opts.blobCache });
   const app = new Hono<AppEnv>();
 
   app.use('*', async (c, next) => {

@@ -12,7 +12,7 @@ export type ProxyEvent =
   | { type: 'layer-cache'; hit: boolean }
   | { type: 'soci-result'; hit: boolean }
   | { type: 'upstream'; upstream: string; op: 'manifest' | 'blob' | 'tags'; status: number; ms: number }
-  | { type: 'bytes-served'; kind: 'upstream-blob' | 'synthesized'; bytes: number }
+  | { type: 'bytes-served'; kind: 'upstream-blob' | 'cached-blob' | 'synthesized'; bytes: number }
   | { type: 'request'; route: 'manifest' | 'blob' | 'tags' | 'referrers' | 'other'; method: string; status: number; ms: number };
 
 export const PROXY_CHANNEL = 'soci-proxy:proxy';

@@ -18,6 +18,8 @@ import pino from 'pino';
 import { openCache } from '../cache/index.js';
 import { IndexerPool } from '../indexer/pool.js';
 import { createProxyApp, type AppEnv } from './app.js';
+import { BlobCache, type BlobFileStore } from './blob-cache.js';
+import { OffThreadHasher } from './off-thread-hasher.js';
 import { channelEvents } from './events.js';
 import { createMetrics } from './metrics.js';
 import { ConfiguredRouter } from './upstream-adapter.js';
@@ -177,14 +179,19 @@ function readPem(path: string, flag: string): Buffer {
   }
 }
 
-/** Blob bodies go straight onto the Node socket (no web-stream hop): the pass-through hot path. */
-function sendStreamed(c: Context<AppEnv>, s: StreamedBlob): Response {
-  const res = c.env?.outgoing;
-  if (res instanceof ServerResponse) {
-    pipeStreamedBlob({ ...s, headers: { ...s.headers, 'X-Request-Id': c.get('reqId') } }, res);
-    return RESPONSE_ALREADY_SENT;
-  }
-  return new Response(toWebStream(s), { status: s.status, headers: s.headers });
+/**
+ * Blob bodies go straight onto the Node socket (no web-stream hop): the pass-through hot path. Whole
+ * upstream blobs are hashed on `hasher`'s worker thread.
+ */
+function streamedSender(hasher: OffThreadHasher): (c: Context<AppEnv>, s: StreamedBlob) => Response {
+  return (c, s) => {
+    const res = c.env?.outgoing;
+    if (res instanceof ServerResponse) {
+      pipeStreamedBlob({ ...s, headers: { ...s.headers, 'X-Request-Id': c.get('reqId') } }, res, { hasher });
+      return RESPONSE_ALREADY_SENT;
+    }
+    return new Response(toWebStream(s), { status: s.status, headers: s.headers });
+  };
 }
 
 export async function serveMain(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
@@ -220,6 +227,8 @@ export async function serveMain(argv: string[], env: NodeJS.ProcessEnv = process
     setMeta: (k: string, v: string, ttl?: number) => cache.meta.set(k, v, ttl),
     runOnce: <T>(key: string, task: { lookup(): Promise<T | undefined>; compute(): Promise<T> }) => cache.flight.run(key, task),
   } satisfies ArtifactCache;
+  const blobCache = s['cache-blobs'] ? new BlobCache({ store: cache.disk satisfies BlobFileStore, logger }) : undefined;
+  const hasher = new OffThreadHasher();
   const workers = s.workers as number;
   const pool = new IndexerPool(workers > 0 ? { size: workers } : {});
   const router = new ConfiguredRouter(upstreams, events);
@@ -232,7 +241,8 @@ export async function serveMain(argv: string[], env: NodeJS.ProcessEnv = process
     config: core,
     events,
     metrics: metrics.render,
-    sendStreamed,
+    sendStreamed: streamedSender(hasher),
+    ...(blobCache ? { blobCache } : {}),
     // Not ready while shutting down, so a load balancer stops sending new requests on kept-alive connections.
     ready: () => Promise.resolve(!stopping),
   });
@@ -268,7 +278,7 @@ export async function serveMain(argv: string[], env: NodeJS.ProcessEnv = process
       const closed = new Promise<void>((r) => server.close(() => r()));
       void Promise.allSettled([closed, drain()])
         // Index jobs have finished here, so every Redis lock they held is released; then close Redis.
-        .then(() => Promise.allSettled([pool.close(), router.close(), cache.close()]))
+        .then(() => Promise.allSettled([pool.close(), router.close(), cache.close(), hasher.close()]))
         .then(() => {
           clearTimeout(timer);
           clearInterval(idle);

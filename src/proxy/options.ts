@@ -27,6 +27,7 @@ export const SERVE_OPTIONS: readonly OptionSpec[] = [
   { flag: 'config', type: 'string', description: 'JSON config file; keys are the camelCase flag names (e.g. {"indexMode":"background","upstream":["http://127.0.0.1:5000"]}).' },
   { flag: 'cache-dir', type: 'string', default: './.soci-proxy-cache', description: 'Directory of the embedded on-disk cache (content-addressed, survives restarts).' },
   { flag: 'cache-max-bytes', type: 'bytes', default: 10 * 1024 ** 3, description: 'Bound of the on-disk cache; least recently used artifacts are evicted past it.' },
+  { flag: 'cache-blobs', type: 'bool', default: true, description: 'Pull-through blob cache: keep every whole upstream blob the proxy streamed and verified (to a client, or while indexing a layer) in the on-disk cache and serve later GETs, Ranges and HEADs of it locally, after the upstream accepted the client for it. Shares --cache-max-bytes and its LRU eviction with the SOCI artifacts; a blob larger than half of it is not kept. Never stored in Redis.' },
   { flag: 'memory-cache-bytes', type: 'bytes', default: 256 * 1024 ** 2, description: 'Bound of the in-process cache tier.' },
   { flag: 'redis', type: 'string', description: 'Redis URL shared by replicas (redis://, rediss://; sentinel/cluster as ioredis accepts). Without it the cache is local only.' },
   { flag: 'lock-ttl', type: 'seconds', default: 30, description: 'Expiry of a replica\'s indexing lock in Redis (renewed every third of it while the job runs); a crashed replica delays the others by at most this.' },

@@ -9,6 +9,9 @@
  * recorded and the image is built without its zTOC. A layer that fails (upstream error, digest mismatch,
  * corrupt bytes) fails the whole build: nothing is recorded for the image, clients get the original, and
  * a short-lived `fail:` record spaces out retries.
+ *
+ * With a blob cache, each layer read for indexing is also written to it and kept once the indexer proved
+ * its digest, so the layer pulls that follow the index are served locally without a second upstream read.
  */
 import type { Logger } from 'pino';
 import { EMPTY_JSON, EMPTY_JSON_DIGEST, isIndexType, isManifestType, MediaType } from '../oci/media-types.js';
@@ -21,6 +24,7 @@ import type { ArtifactRecords, LayerRecord, SociRecord } from './artifacts.js';
 import type { SociOptions } from './config.js';
 import { synthesizeSociImage, type PlatformInput } from './synthesize.js';
 import type { ProxyEvents } from './events.js';
+import { BlobCache } from './blob-cache.js';
 
 export interface SociJobDeps {
   records: ArtifactRecords;
@@ -33,6 +37,8 @@ export interface SociJobDeps {
   maxManifests: number;
   /** Layers indexed at once per job. */
   layerConcurrency: number;
+  /** Keeps each layer read for indexing (pull-through cache); absent: layers are not kept. */
+  blobCache?: BlobCache | undefined;
 }
 
 export interface UpstreamDocument {
@@ -191,9 +197,10 @@ export async function indexLayerOnce(deps: SociJobDeps, upstream: UpstreamRegist
     const started = Date.now();
     const r = await upstream.getBlob(repo, layer.digest, { method: 'GET', credentials });
     if (!r.body || r.status !== 200) throw new OciError('UNAVAILABLE', `upstream answered ${r.status} for layer ${layer.digest}`);
+    const sink = deps.blobCache?.sink(layer.digest, layer.size);
     let result;
     try {
-      result = await deps.indexer.index(r.body, {
+      result = await deps.indexer.index(sink ? BlobCache.tee(r.body, sink) : r.body, {
         mediaType: layer.mediaType,
         spanSize: deps.soci.spanSize,
         buildToolIdentifier: deps.soci.buildToolIdentifier,
@@ -201,7 +208,10 @@ export async function indexLayerOnce(deps: SociJobDeps, upstream: UpstreamRegist
         expectedSize: layer.size,
         ...(deps.soci.maxUncompressedSize !== undefined ? { maxUncompressedSize: deps.soci.maxUncompressedSize } : {}),
       });
+      // Only an indexed result proves the digest of every byte the indexer (and so the sink) saw.
+      if (result.status === 'indexed' && result.layerDigest === layer.digest) sink?.complete();
     } finally {
+      sink?.abort();
       r.body.destroy?.();
     }
     let rec: LayerRecord;
