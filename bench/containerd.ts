@@ -124,7 +124,7 @@ async function main(): Promise<void> {
     let indexMs = 0;
     let indexBytes = 0;
     {
-      const proxy = await startProxy({ upstream: registry.url, dir: join(work.path, 'proxy'), extraArgs: ['--cache-dir', join(work.path, 'proxy-cache'), '--min-layer-size', '65536', '--index-mode', 'wait', '--log-level', 'warn'] });
+      const proxy = await startProxy({ upstream: registry.url, dir: join(work.path, 'proxy'), extraArgs: ['--cache-dir', join(work.path, 'proxy-cache'), '--min-layer-size', '65536', '--index-mode', 'wait', '--log-level', 'warn', '--no-cache-blobs'] }); // layer reads pass through: the registry log counts the lazy pull's bytes
       const sock = join(work.path, 'snap', 'soci.sock');
       const cfg = join(work.path, 'snap.json');
       writeFileSync(cfg, JSON.stringify({ registries: { [proxy.host]: { plainHttp: true } }, backgroundFetch: { periodMs: 0, quietMs: 0 }, logLevel: 'warn' }));

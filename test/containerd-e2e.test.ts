@@ -67,7 +67,8 @@ describe('containerd remote snapshotter', { skip }, () => {
     proxy = await startProxy({
       upstream: registry.url,
       dir: join(work.path, 'proxy'),
-      extraArgs: ['--cache-dir', join(work.path, 'proxy-cache'), '--min-layer-size', '65536', '--span-size', '65536', '--index-mode', 'wait', '--log-level', 'warn'],
+      // --no-cache-blobs: layer reads pass through, so the registry's log counts what each pull fetched.
+      extraArgs: ['--cache-dir', join(work.path, 'proxy-cache'), '--min-layer-size', '65536', '--span-size', '65536', '--index-mode', 'wait', '--log-level', 'warn', '--no-cache-blobs'],
     });
     snap = await startSnapshotter();
     ctrd = await startContainerd({ dir: join(work.path, 'containerd'), proxyPlugins: { soci: sock } });

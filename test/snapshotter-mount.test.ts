@@ -103,7 +103,8 @@ describe('soci-proxy mount', { skip }, () => {
   const startTheProxy = async (): Promise<Daemon> => startDaemon({
     name: 'soci-proxy', cmd: process.execPath, cwd: ROOT, logFile: join(work.path, 'proxy.log'),
     args: [join(ROOT, 'dist', 'cli.js'), 'serve', '--listen', `127.0.0.1:${proxyPort}`, '--upstream', registry.url, '--cache-dir', join(work.path, 'proxy-cache'),
-      '--min-layer-size', '65536', '--span-size', '262144', '--index-mode', 'wait', '--log-level', 'warn'],
+      // --no-cache-blobs: the proxy passes every span read through, so the registry's log counts what the mount fetched.
+      '--min-layer-size', '65536', '--span-size', '262144', '--index-mode', 'wait', '--log-level', 'warn', '--no-cache-blobs'],
     ready: async () => (await fetch(`http://127.0.0.1:${proxyPort}/healthz`).then((r) => r.status, () => 0)) === 200,
     timeoutMs: 20_000,
   });
