@@ -1,30 +1,35 @@
 /**
- * One lazily served layer, shared by every mount of the same layer digest: its zTOC tree, its
- * `SpanFetcher` (verified, inflated spans in a bounded disk cache keyed by layer digest; concurrent reads of
- * one span fetch once), read-ahead and a background filler. A read that continues where an earlier read
- * ended (a sequential stream) and ends within `prefetchWindow` of its last span's end starts fetching the
- * next spans (up to PREFETCH_SPANS ahead, PREFETCH_BATCH adjacent spans per range request), so large
- * sequential reads and tar-order walks rarely wait while scattered reads (mmap faults) fetch nothing extra;
- * `readCached` answers reads whose spans are all in memory without a promise. The
- * background filler fetches one missing span every `bgFetchPeriodMs` once no on-demand read has come for
- * `bgQuietMs`, and never while an on-demand read is in flight, so it yields to the reader.
+ * One lazily served layer, shared by every mount of the same layer digest: its zTOC, its `SpanFetcher`
+ * (verified, inflated spans in one bounded sparse file per layer, `contentFile`, that a native FUSE server
+ * reads directly; concurrent reads of one span fetch once), read-ahead and two fillers. Read-ahead works on
+ * spans, so it sees the same thing whether reads come through `read`/`readCached` (every read) or through
+ * `contentFile.ensure` (only misses): a read reaching span i while span i−1 was just read or filled by
+ * read-ahead continues a forward stream and fetches the next PREFETCH_SPANS spans (PREFETCH_BATCH adjacent
+ * spans per range request, inflated and written on the `SpanInflater` worker). A walk that reaches
+ * `scanSpans` distinct spans within `scanWindowMs` (a full scan, `tar c`, `find | xargs cat`) starts the
+ * bulk fill: the rest of the layer, from just past the reader, BULK_BATCH spans per request with
+ * BULK_DEPTH requests outstanding (the next batch is fetched while the worker inflates the current one);
+ * on-demand misses never queue behind it (they are fetched alone and inflated on this thread). The timed
+ * filler fetches one missing span every `bgFetchPeriodMs` once no on-demand read has come for `bgQuietMs`.
+ * Both fillers need a span file and only fill its free room (they never evict); read-ahead may evict.
  *
  * soci-snapshotter also checks each file's tar header on its first read; here the zTOC comes from a SOCI
  * index fetched by digest and every span is checked against its digest, so that check is skipped.
  */
-import { access } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { RangeSource, ZtocReader } from '../../indexer/reader.js';
-import type { LayerContent } from '../fs/index.js';
+import type { LayerContent, LayerContentFile } from '../fs/index.js';
 import { SpanFetcher, type SpanInflater } from '../remote/index.js';
 import type { FetchKind, SnapshotterMetrics } from './metrics.js';
 
-/** A read starting at most this far past an earlier read's end continues a forward stream. */
-const SEQUENTIAL_GAP = 64 * 1024;
 /** Spans kept fetched ahead of a forward stream. */
 const PREFETCH_SPANS = 16;
 /** Adjacent spans fetched in one range request by read-ahead. */
 const PREFETCH_BATCH = 8;
+/** Adjacent spans per range request of the bulk fill, and requests outstanding. */
+const BULK_BATCH = 8;
+const BULK_DEPTH = 2;
+/** After a failed bulk batch, the bulk fill waits this long before it may start again. */
+const BULK_BACKOFF_MS = 10_000;
 
 export interface LazyLayerOptions {
   layerDigest: string;
@@ -34,39 +39,48 @@ export interface LazyLayerOptions {
   /** Span cache dir (shared by all layers; files are named by layer digest). */
   spanCacheDir?: string | undefined;
   maxDiskBytes?: number | undefined;
+  /** Spans kept in memory when there is no span file (default 256, at most 128 MiB). */
   memorySpans?: number | undefined;
-  /** 0 disables the background filler (default 500). */
+  /** 0 disables the timed background filler (default 500). */
   bgFetchPeriodMs?: number | undefined;
   /** Default 30000. */
   bgQuietMs?: number | undefined;
-  /** Default 256 KiB. */
-  prefetchWindow?: number | undefined;
+  /** Distinct spans read within `scanWindowMs` that start the bulk fill (default max(8, spans/16); 0 never). */
+  scanSpans?: number | undefined;
+  /** Default 5000. */
+  scanWindowMs?: number | undefined;
   /** Checks and inflates spans on a worker thread (shared by layers). */
   inflater?: SpanInflater | undefined;
+  /** Punches a span's hole at eviction (tests); default `fallocate --punch-hole`. */
+  punchHole?: ((path: string, offset: number, length: number) => Promise<void>) | undefined;
 }
 
 export class LazyLayer implements LayerContent {
   readonly layerDigest: string;
   readonly fetcher: SpanFetcher;
+  readonly contentFile: LayerContentFile | undefined;
   readonly #reader: ZtocReader;
   readonly #metrics: SnapshotterMetrics;
-  readonly #dir: string | undefined;
-  readonly #prefix: string;
   readonly #period: number;
   readonly #quiet: number;
-  readonly #window: number;
-  /** Spans known to be in the cache (memory or disk). */
-  readonly #have = new Set<number>();
+  readonly #scanSpans: number;
+  readonly #scanWindow: number;
   /** Who asked first for a span now being fetched. */
   readonly #kind = new Map<number, FetchKind>();
   readonly #startToId = new Map<number, number>();
-  /** End offsets of recent reads: a read starting at one of them is part of a sequential stream. */
-  readonly #recentEnds = new Set<number>();
+  /** Spans reached by reads, with when (pruned to the scan window). */
+  readonly #touched = new Map<number, number>();
+  /** Spans filled by read-ahead and not yet reached by a read. */
+  readonly #prefetched = new Set<number>();
   #demandInFlight = 0;
   #lastDemand = Date.now();
+  #frontier = 0;
   #timer: NodeJS.Timeout | undefined;
   #bgCursor = 0;
   #bgBusy = false;
+  #bulk: Promise<void> | undefined;
+  #bulkBlockedUntil = 0;
+  #done = false;
   #closed = false;
   refs = 0;
 
@@ -74,11 +88,10 @@ export class LazyLayer implements LayerContent {
     this.layerDigest = opts.layerDigest;
     this.#reader = opts.reader;
     this.#metrics = opts.metrics;
-    this.#dir = opts.spanCacheDir;
-    this.#prefix = opts.layerDigest.replace(/^sha256:/, '').replace(/[^0-9a-zA-Z]/g, '_');
     this.#period = opts.bgFetchPeriodMs ?? 500;
     this.#quiet = opts.bgQuietMs ?? 30_000;
-    this.#window = opts.prefetchWindow ?? 512 * 1024;
+    this.#scanSpans = opts.scanSpans ?? Math.max(8, Math.ceil(opts.reader.spans.length / 16));
+    this.#scanWindow = opts.scanWindowMs ?? 5000;
     for (const s of opts.reader.spans) if (!this.#startToId.has(s.start)) this.#startToId.set(s.start, s.id);
     const counted: RangeSource = {
       read: async (start, end) => {
@@ -103,7 +116,10 @@ export class LazyLayer implements LayerContent {
       ...(opts.maxDiskBytes !== undefined ? { maxDiskBytes: opts.maxDiskBytes } : {}),
       memorySpans: opts.memorySpans ?? 256,
       inflater: opts.inflater,
+      punchHole: opts.punchHole,
     });
+    const f = this.fetcher.file;
+    this.contentFile = f === undefined ? undefined : { path: f.path, spanStarts: f.spanStarts, present: f.present, ensure: (first, last) => this.ensure(first, last) };
     if (this.#period > 0) {
       this.#timer = setInterval(() => void this.#backgroundTick(), this.#period);
       this.#timer.unref();
@@ -114,21 +130,49 @@ export class LazyLayer implements LayerContent {
     return this.#reader.spans.length;
   }
 
-  #span(id: number, kind: FetchKind): Promise<Uint8Array> {
-    if (!this.#kind.has(id)) this.#kind.set(id, kind);
-    const p = this.fetcher.getSpan(id);
-    p.then(() => this.#have.add(id), () => undefined).finally(() => this.#kind.delete(id));
-    return p;
+  /** Runs `fn` with spans `ids` counted as `kind` where no one claimed them yet. */
+  async #as<T>(kind: FetchKind, first: number, last: number, fn: () => Promise<T>): Promise<T> {
+    const mine: number[] = [];
+    for (let id = first; id <= last; id++) {
+      if (!this.#kind.has(id) && !this.fetcher.has(id)) {
+        this.#kind.set(id, kind);
+        mine.push(id);
+      }
+    }
+    try {
+      return await fn();
+    } finally {
+      for (const id of mine) if (this.#kind.get(id) === kind) this.#kind.delete(id);
+    }
+  }
+
+  /** Makes spans `first..last` present, as an on-demand read (the native FUSE server's misses). */
+  async ensure(first: number, last: number): Promise<void> {
+    const lo = Math.max(0, first);
+    const hi = Math.min(last, this.#reader.spans.length - 1);
+    if (hi < lo) return;
+    this.#demandInFlight++;
+    this.#lastDemand = Date.now();
+    try {
+      this.#access(lo, hi);
+      await this.#as('demand', lo, hi, () => this.fetcher.ensure(lo, hi));
+    } finally {
+      this.#demandInFlight--;
+      this.#lastDemand = Date.now();
+    }
   }
 
   async read(offset: number, length: number): Promise<Uint8Array> {
+    if (length === 0) return new Uint8Array(0);
+    const first = this.#reader.spanAt(offset);
+    const last = this.#reader.spanAt(offset + length - 1);
     this.#demandInFlight++;
     this.#lastDemand = Date.now();
     const t0 = performance.now();
     try {
-      const data = await this.#reader.readRange({ read: () => Promise.reject(new Error('unused')) }, offset, length, (id) => this.#span(id, 'demand'));
+      this.#access(first, last);
+      const data = await this.#as('demand', first, last, () => this.fetcher.read(offset, length));
       this.#metrics.emit({ type: 'read', layerDigest: this.layerDigest, bytes: length, ms: performance.now() - t0 });
-      this.#track(offset, length);
       return data;
     } finally {
       this.#demandInFlight--;
@@ -138,62 +182,58 @@ export class LazyLayer implements LayerContent {
 
   readCached(offset: number, length: number, into: Uint8Array): boolean {
     if (length === 0) return true;
-    const first = this.#reader.spanAt(offset);
-    const last = this.#reader.spanAt(offset + length - 1);
-    const parts: Uint8Array[] = [];
-    for (let id = first; id <= last; id++) {
-      const data = this.fetcher.peek(id);
-      if (data === undefined) return false;
-      parts.push(data);
-    }
-    let filled = 0;
-    for (let id = first; id <= last; id++) {
-      const span = this.#reader.spans[id];
-      const data = parts[id - first];
-      if (span === undefined || data === undefined) return false;
-      const from = Math.max(offset, span.outStart) - span.outStart;
-      const to = Math.min(offset + length, span.outEnd) - span.outStart;
-      into.set(data.subarray(from, to), filled);
-      filled += to - from;
-    }
+    if (!this.fetcher.readCached(offset, length, into)) return false;
     this.#lastDemand = Date.now();
-    this.#track(offset, length);
+    this.#access(this.#reader.spanAt(offset), this.#reader.spanAt(offset + length - 1));
     return true;
   }
 
-  /** Forward-moving reads (one file read on, or the next files of a tar-order walk) read ahead. */
-  #track(offset: number, length: number): void {
-    for (const e of this.#recentEnds) {
-      if (offset >= e && offset - e <= SEQUENTIAL_GAP) {
-        this.#maybePrefetch(offset + length);
-        break;
+  /** Records a read of spans `first..last`: read-ahead for a forward stream, the bulk fill for a scan. */
+  #access(first: number, last: number): void {
+    const now = Date.now();
+    let fresh = false;
+    for (let id = first; id <= last; id++) {
+      const seen = this.#touched.get(id);
+      this.#touched.set(id, now);
+      const wasPrefetched = this.#prefetched.delete(id);
+      if (seen !== undefined && now - seen < this.#scanWindow) continue;
+      fresh = true;
+      let forward = wasPrefetched;
+      // Spans read ahead and skipped over (read without a miss through the native server) count as read.
+      for (let p = id - 1; p >= 0 && this.#prefetched.delete(p); p--) {
+        this.#touched.set(p, now);
+        forward = true;
       }
+      const prev = this.#touched.get(id - 1);
+      if (prev !== undefined && now - prev < this.#scanWindow) forward = true;
+      if (forward) this.#readAhead(id);
     }
-    this.#recentEnds.delete(offset);
-    this.#recentEnds.add(offset + length);
-    if (this.#recentEnds.size > 64) this.#recentEnds.delete(this.#recentEnds.values().next().value as number);
+    this.#frontier = last;
+    if (fresh) this.#checkScan(now);
   }
 
-  #maybePrefetch(end: number): void {
-    const spans = this.#reader.spans;
-    const last = this.#reader.spanAt(Math.max(0, end - 1));
-    const s = spans[last];
-    if (s === undefined || s.outEnd - end > this.#window) return;
+  #checkScan(now: number): void {
+    for (const [id, t] of this.#touched) if (now - t >= this.#scanWindow) this.#touched.delete(id);
+    if (this.#scanSpans > 0 && this.#touched.size >= this.#scanSpans) this.#startBulk();
+  }
+
+  #readAhead(from: number): void {
+    const n = this.#reader.spans.length;
     let batch: number[] = [];
     const flush = (): void => {
       if (batch.length === 0) return;
       const ids = batch;
       batch = [];
-      for (const id of ids) if (!this.#kind.has(id)) this.#kind.set(id, 'prefetch');
-      this.fetcher.prefetch(ids).then(() => {
-        for (const id of ids) {
-          if (this.fetcher.peek(id) !== undefined) this.#have.add(id);
-          if (this.#kind.get(id) === 'prefetch') this.#kind.delete(id);
-        }
-      }, () => undefined);
+      for (const id of ids) this.#prefetched.add(id);
+      void this.#as('prefetch', ids[0] as number, ids[ids.length - 1] as number, () => this.fetcher.prefetch(ids)).catch(() => undefined);
     };
-    for (let next = last + 1; next <= last + PREFETCH_SPANS && next < spans.length; next++) {
-      if (this.#have.has(next) || this.#kind.has(next) || this.fetcher.has(next)) {
+    // Read-ahead may evict, but never more than half the span file's bound.
+    let budget = (this.fetcher.file?.maxBytes ?? Infinity) / 2;
+    for (let next = from + 1; next <= from + PREFETCH_SPANS && next < n; next++) {
+      const s = this.#reader.spans[next];
+      budget -= s === undefined ? 0 : s.outEnd - s.outStart;
+      if (budget < 0) break;
+      if (this.fetcher.has(next)) {
         flush();
         continue;
       }
@@ -203,29 +243,93 @@ export class LazyLayer implements LayerContent {
     flush();
   }
 
+  /**
+   * The next `max` adjacent spans neither stored nor in flight, searching forward from the reader, that fit
+   * the span file's free room: the fillers never evict (with a layer larger than its bound they would churn).
+   */
+  #nextMissing(max: number): number[] {
+    const n = this.#reader.spans.length;
+    let room = this.fetcher.room();
+    const fits = (id: number): boolean => {
+      const s = this.#reader.spans[id];
+      const len = s === undefined ? 0 : s.outEnd - s.outStart;
+      if (len > room) return false;
+      room -= len;
+      return true;
+    };
+    for (let k = 0; k < n; k++) {
+      const id = (this.#frontier + k) % n;
+      if (this.fetcher.has(id)) continue;
+      if (!fits(id)) return [];
+      const out = [id];
+      while (out.length < max && id + out.length < n && !this.fetcher.has(id + out.length) && fits(id + out.length)) out.push(id + out.length);
+      return out;
+    }
+    return [];
+  }
+
+  #startBulk(): void {
+    if (this.#bulk !== undefined || this.#closed || this.#done || Date.now() < this.#bulkBlockedUntil) return;
+    this.#bulk = this.#bulkFill().finally(() => {
+      this.#bulk = undefined;
+    });
+  }
+
+  async #bulkFill(): Promise<void> {
+    const running = new Set<Promise<boolean>>();
+    let failed = false;
+    while (!this.#closed && !failed) {
+      const batch = this.#nextMissing(BULK_BATCH);
+      if (batch.length === 0) {
+        if (running.size === 0) break;
+        failed = !(await Promise.race(running));
+        continue;
+      }
+      const first = batch[0] as number;
+      const last = batch[batch.length - 1] as number;
+      const p: Promise<boolean> = this.#as('background', first, last, async () => {
+        await this.fetcher.prefetch(batch);
+        return this.fetcher.ensure(first, last).then(() => true, () => false); // waits for single-span retries
+      }).finally(() => running.delete(p));
+      running.add(p);
+      if (running.size >= BULK_DEPTH) failed = !(await Promise.race(running));
+    }
+    const all = await Promise.all(running);
+    if (failed || all.includes(false)) this.#bulkBlockedUntil = Date.now() + BULK_BACKOFF_MS;
+    else if (!this.#closed) this.#finishIfComplete();
+  }
+
+  #finishIfComplete(): void {
+    if (this.#done) return;
+    for (let id = 0; id < this.#reader.spans.length; id++) if (!this.fetcher.isPresent(id)) return;
+    this.#done = true;
+    this.#metrics.emit({ type: 'background-done', layerDigest: this.layerDigest });
+    this.#stopBackground();
+  }
+
+  /** Resolves when the bulk fill (if one runs) has stopped (tests). */
+  async settled(): Promise<void> {
+    while (this.#bulk !== undefined) await this.#bulk;
+  }
+
   async #backgroundTick(): Promise<void> {
-    if (this.#closed || this.#bgBusy || this.#demandInFlight > 0 || Date.now() - this.#lastDemand < this.#quiet) return;
+    if (this.#closed || this.#bgBusy || this.#bulk !== undefined || this.#demandInFlight > 0 || Date.now() - this.#lastDemand < this.#quiet) return;
     this.#bgBusy = true;
     try {
       const n = this.#reader.spans.length;
-      while (this.#bgCursor < n && (this.#have.has(this.#bgCursor) || (await this.#onDisk(this.#bgCursor)))) {
-        this.#have.add(this.#bgCursor);
-        this.#bgCursor++;
-      }
+      while (this.#bgCursor < n && this.fetcher.isPresent(this.#bgCursor)) this.#bgCursor++;
       if (this.#bgCursor >= n) {
-        this.#metrics.emit({ type: 'background-done', layerDigest: this.layerDigest });
-        this.#stopBackground();
+        this.#bgCursor = 0;
+        this.#finishIfComplete();
         return;
       }
-      await this.#span(this.#bgCursor, 'background').catch(() => undefined); // a failure is retried next tick
+      const id = this.#bgCursor;
+      const s = this.#reader.spans[id];
+      if (s !== undefined && s.outEnd - s.outStart > this.fetcher.room()) return; // full: never evict to fill
+      await this.#as('background', id, id, () => this.fetcher.ensure(id, id)).catch(() => undefined); // retried next tick
     } finally {
       this.#bgBusy = false;
     }
-  }
-
-  async #onDisk(id: number): Promise<boolean> {
-    if (this.#dir === undefined) return false;
-    return access(join(this.#dir, `${this.#prefix}-${id}`)).then(() => true, () => false);
   }
 
   #stopBackground(): void {
@@ -233,8 +337,12 @@ export class LazyLayer implements LayerContent {
     this.#timer = undefined;
   }
 
-  close(): void {
+  /** Stops the fillers and closes the span file (after the bulk fill stops and marks are persisted). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
     this.#closed = true;
     this.#stopBackground();
+    await this.settled().catch(() => undefined);
+    await this.fetcher.close().catch(() => undefined);
   }
 }

@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { gzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { indexLayer, ZtocReader, type IndexedLayer, type RangeSource } from '../../indexer/index.js';
 import { HttpRangeSource, SpanFetcher, SpanInflater } from './index.js';
 
@@ -60,20 +60,30 @@ test('a digest mismatch is refetched once, then an error', async () => {
   assert.equal(src.calls, 4);
 });
 
-test('disk cache: reused by a new fetcher, bounded', async () => {
+test('span file: the tar stream at its offsets, reused by a new fetcher once marks are persisted, bounded', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'spans-'));
   try {
     const src = new CountingSource();
     const f = new SpanFetcher({ reader, source: src, layerDigest: layer.layerDigest, cacheDir: dir, memorySpans: 1 });
-    await f.read(fileOffset, content.length);
+    assert.ok(Buffer.from(await f.read(fileOffset, content.length)).equals(content));
     const fetched = src.calls;
+    await f.close();
+    const tar = gunzipSync(blob);
+    const file = readFileSync(join(dir, `${layer.layerDigest.slice(7)}.tar`));
+    for (const s of reader.spans) {
+      if (s.outEnd <= fileOffset || s.outStart >= fileOffset + content.length) continue;
+      assert.ok(file.subarray(s.outStart, s.outEnd).equals(tar.subarray(s.outStart, s.outEnd)), `span ${s.id} in the file`);
+    }
     const g = new SpanFetcher({ reader, source: src, layerDigest: layer.layerDigest, cacheDir: dir });
     assert.ok(Buffer.from(await g.read(fileOffset, content.length)).equals(content));
-    assert.equal(src.calls, fetched, 'served from disk');
-    assert.equal(readdirSync(dir).filter((n) => n.includes('.tmp')).length, 0);
-    const small = new SpanFetcher({ reader, source: new CountingSource(), layerDigest: 'sha256:other', cacheDir: dir, maxDiskBytes: 70 * 1024 });
-    await small.read(fileOffset, content.length);
-    assert.ok(readdirSync(dir).filter((n) => n.startsWith('other-')).length <= 2);
+    assert.equal(src.calls, fetched, 'served from the span file');
+    await g.close();
+    const span = reader.spans[1]!.outEnd - reader.spans[1]!.outStart;
+    const small = new SpanFetcher({ reader, source: new CountingSource(), layerDigest: 'sha256:other', cacheDir: dir, maxDiskBytes: 2 * span + 100 });
+    assert.ok(Buffer.from(await small.read(fileOffset, content.length)).equals(content));
+    assert.ok(small.file!.bytes <= 2 * span + 100);
+    assert.ok([...small.file!.present].filter((b) => b === 1).length <= 2);
+    await small.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,40 +1,40 @@
 /**
- * The span cache of one layer (soci-format.md §6, §7.1): `getSpan(id)` fetches a span's compressed range
- * `[start, end)` from the blob once, checks it against `span_digests[id]` (a mismatch is refetched once,
- * then it is a `CorruptLayer`), inflates it and keeps the inflated bytes in a small in-memory LRU and a
- * bounded on-disk cache dir. Concurrent requests for one span share one fetch. Disk files are named
- * `<layer digest hex>-<span id>` and written as temp + rename, so a crash never leaves a partial span;
- * a disk file of the wrong length is ignored and refetched. `read(offset, length)` serves any
- * uncompressed range of the tar stream through the cache. `prefetch(ids)` fetches a run of adjacent spans
- * in one range request (each still checked against its own digest), for read-ahead of sequential walks;
- * `peek(id)` is the memory cache alone, for answering reads without a promise. With a `SpanInflater`,
- * the spans of read-ahead batches are checked and inflated on its worker thread instead of this one (a
- * span a reader waits on is still done here: no thread hop on that path).
+ * The span store of one layer (soci-format.md §6, §7.1): a span's compressed range `[start, end)` is fetched
+ * from the blob once, checked against `span_digests[id]` (a mismatch is refetched once, then it is a
+ * `CorruptLayer`), inflated and kept. With a cache dir the inflated spans live in one sparse file per layer
+ * (`SpanFile`: the tar stream at its own offsets, presence bytes a native FUSE server can read, bounded,
+ * persisted across processes); without one, or for a span the file cannot take, in a small memory LRU.
+ * Nothing is marked present before it is verified and written. Concurrent requests for one span share one
+ * fetch. `ensure(first, last)` makes spans present; `readCached` copies any range of present spans with
+ * one synchronous pread (page cache), so a small read never re-reads a whole span; `read` does both.
+ * `prefetch(ids)` fetches a run of adjacent spans in one range request (each still checked against its own
+ * digest); with a `SpanInflater` the run is checked, inflated and written to the sparse file on its worker
+ * thread, so the inflated bytes never cross threads. A span a reader waits on alone (`ensure`, `getSpan`)
+ * is done on this thread: no thread hop on that path.
  */
-import { mkdirSync, readdirSync, statSync } from 'node:fs';
-import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { CorruptLayer } from '../../oci/errors.js';
 import type { RangeSource, ZtocReader } from '../../indexer/reader.js';
-import type { InflateOutcome, SpanInflater } from './span-inflater.js';
+import type { InflateOutcome, InflatePart, SpanInflater } from './span-inflater.js';
+import { SpanFile } from './span-file.js';
 
 export interface SpanFetcherOptions {
   reader: ZtocReader;
   source: RangeSource;
-  /** `sha256:<hex>` of the layer blob: names the disk files. */
+  /** `sha256:<hex>` of the layer blob: names the span file. */
   layerDigest: string;
-  /** Directory for inflated spans; none means memory only. Created if missing. */
+  /** Directory of the layer's sparse span file; none means memory only. Created if missing. */
   cacheDir?: string;
-  /** Bound of this layer's disk files in bytes (default 512 MiB); oldest-used files go first. */
+  /** Bound of this layer's span file in inflated bytes (default 512 MiB); least recently used spans go first. */
   maxDiskBytes?: number;
-  /** Spans kept in memory (default 16). */
+  /** Spans kept in memory when there is no span file, or a span does not fit it (default 16). */
   memorySpans?: number;
   /** Bound of the inflated bytes kept in memory (default 128 MiB). */
   memoryBytes?: number;
   /** Checks and inflates prefetched gzip spans off this thread; without one (or when it fails) this thread does. */
   inflater?: SpanInflater | undefined;
+  /** Punches a span's hole at eviction (tests); default `fallocate --punch-hole`. */
+  punchHole?: ((path: string, offset: number, length: number) => Promise<void>) | undefined;
 }
 
 export interface SpanFetcherStats {
@@ -45,52 +45,51 @@ export interface SpanFetcherStats {
   diskHits: number;
 }
 
+type Settle = { resolve: (b: Uint8Array | undefined) => void; reject: (e: unknown) => void };
+
 export class SpanFetcher {
   readonly reader: ZtocReader;
   readonly stats: SpanFetcherStats = { fetches: 0, compressedBytes: 0, digestMismatches: 0, memoryHits: 0, diskHits: 0 };
+  /** The layer's sparse span file, when there is a cache dir. */
+  readonly file: SpanFile | undefined;
   readonly #source: RangeSource;
   readonly #inflater: SpanInflater | undefined;
-  readonly #prefix: string;
-  readonly #dir: string | undefined;
-  readonly #maxDisk: number;
   readonly #memory: LRUCache<number, Uint8Array>;
-  readonly #inflight = new Map<number, Promise<Uint8Array>>();
-  /** Disk files of this layer by span id, in least-recently-used-first order (Map insertion order). */
-  readonly #disk = new Map<number, number>();
-  #diskBytes = 0;
+  /** Spans being fetched: resolve with the inflated bytes, or undefined when another thread wrote them. */
+  readonly #inflight = new Map<number, Promise<Uint8Array | undefined>>();
+  #closed = false;
 
   constructor(opts: SpanFetcherOptions) {
     this.reader = opts.reader;
     this.#source = opts.source;
     this.#inflater = opts.reader.ztoc.compressionAlgorithm === 'gzip' ? opts.inflater : undefined;
-    this.#prefix = opts.layerDigest.replace(/^sha256:/, '').replace(/[^0-9a-zA-Z]/g, '_');
-    this.#dir = opts.cacheDir;
-    this.#maxDisk = opts.maxDiskBytes ?? 512 * 1024 * 1024;
     this.#memory = new LRUCache({
       max: Math.max(1, opts.memorySpans ?? 16),
       maxSize: Math.max(1, opts.memoryBytes ?? 128 * 1024 * 1024),
       sizeCalculation: (v) => Math.max(1, v.length),
     });
-    if (this.#dir !== undefined) {
-      mkdirSync(this.#dir, { recursive: true });
-      for (const name of readdirSync(this.#dir)) {
-        const m = new RegExp(`^${this.#prefix}-(\\d+)$`).exec(name);
-        if (m) {
-          const size = statSync(join(this.#dir, name)).size;
-          this.#disk.set(Number(m[1]), size);
-          this.#diskBytes += size;
-        }
-      }
-    }
+    this.file = opts.cacheDir === undefined ? undefined : new SpanFile({
+      dir: opts.cacheDir, layerDigest: opts.layerDigest, spans: opts.reader.spans, maxBytes: opts.maxDiskBytes, punchHole: opts.punchHole,
+    });
   }
 
-  /** The inflated bytes of span `id`. */
-  getSpan(id: number): Promise<Uint8Array> {
-    const hot = this.#memory.get(id);
-    if (hot !== undefined) {
-      this.stats.memoryHits++;
-      return Promise.resolve(hot);
-    }
+  /** Whether span `id` is stored (span file or memory): readable with no fetch. */
+  isPresent(id: number): boolean {
+    return this.file?.present[id] === 1 || this.#memory.has(id);
+  }
+
+  /** Free room of the span file in bytes (0 without one). */
+  room(): number {
+    return this.file === undefined ? 0 : Math.max(0, this.file.maxBytes - this.file.bytes);
+  }
+
+  /** Whether span `id` is stored or being fetched. */
+  has(id: number): boolean {
+    return this.isPresent(id) || this.#inflight.has(id);
+  }
+
+  #start(id: number): Promise<Uint8Array | undefined> {
+    if (this.#closed) return Promise.reject(new Error(`span ${id}: span store closed`));
     let p = this.#inflight.get(id);
     if (p === undefined) {
       p = this.#load(id).finally(() => this.#inflight.delete(id));
@@ -99,28 +98,100 @@ export class SpanFetcher {
     return p;
   }
 
-  /** Span `id` if it is in memory (no disk, no fetch). */
-  peek(id: number): Uint8Array | undefined {
-    return this.#memory.get(id);
+  /** Makes spans `first..last` present (fetching the missing ones, each once); rejects if one cannot be had. */
+  async ensure(first: number, last: number): Promise<void> {
+    const waits: Array<Promise<unknown>> = [];
+    for (let id = Math.max(0, first); id <= last && id < this.reader.spans.length; id++) {
+      if (this.isPresent(id)) this.stats.diskHits++;
+      else waits.push(this.#start(id));
+    }
+    if (waits.length > 0) await Promise.all(waits);
   }
 
-  /** Whether span `id` is in memory, on disk or being fetched. */
-  has(id: number): boolean {
-    return this.#memory.has(id) || this.#inflight.has(id) || this.#disk.has(id);
+  /** The inflated bytes of span `id`. */
+  async getSpan(id: number): Promise<Uint8Array> {
+    for (let attempt = 0; ; attempt++) {
+      const hot = this.#memory.get(id);
+      if (hot !== undefined) {
+        this.stats.memoryHits++;
+        return hot;
+      }
+      const stored = this.#fromFile(id);
+      if (stored !== undefined) {
+        this.stats.diskHits++;
+        return stored;
+      }
+      const data = await this.#start(id);
+      if (data !== undefined) return data;
+      const again = this.#fromFile(id);
+      if (again !== undefined) return again;
+      if (attempt > 2) throw new Error(`span ${id} was evicted as soon as it was written`);
+    }
+  }
+
+  #fromFile(id: number): Uint8Array | undefined {
+    const f = this.file;
+    if (f === undefined || f.present[id] !== 1) return undefined;
+    const out = new Uint8Array(f.spanLength(id));
+    return f.readInto(f.spanStarts[id] as number, out.length, out, id, id) ? out : undefined;
+  }
+
+  /** Span `id` if it is stored (no fetch). */
+  peek(id: number): Uint8Array | undefined {
+    return this.#memory.get(id) ?? this.#fromFile(id);
   }
 
   /**
-   * Fetches the spans of `ids` (ascending, adjacent) that are in no cache and not in flight, as one range
-   * request per adjacent run; resolves when they are stored. Errors are left to a later `getSpan`.
+   * Copies `[offset, offset + length)` into `into` and returns true when every span it touches is stored;
+   * false (nothing promised) otherwise.
+   */
+  readCached(offset: number, length: number, into: Uint8Array): boolean {
+    if (length === 0) return true;
+    const first = this.reader.spanAt(offset);
+    const last = this.reader.spanAt(offset + length - 1);
+    if (this.file?.readInto(offset, length, into, first, last) === true) return true;
+    const parts: Uint8Array[] = [];
+    for (let id = first; id <= last; id++) {
+      const data = this.#memory.get(id);
+      if (data === undefined) return false;
+      parts.push(data);
+    }
+    let filled = 0;
+    for (let id = first; id <= last; id++) {
+      const span = this.reader.spans[id];
+      const data = parts[id - first];
+      if (span === undefined || data === undefined) return false;
+      const from = Math.max(offset, span.outStart) - span.outStart;
+      const to = Math.min(offset + length, span.outEnd) - span.outStart;
+      into.set(data.subarray(from, to), filled);
+      filled += to - from;
+    }
+    return true;
+  }
+
+  /** The uncompressed bytes [offset, offset + length) of the layer's tar stream. */
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    const out = new Uint8Array(length);
+    if (length === 0) return out;
+    await this.ensure(this.reader.spanAt(offset), this.reader.spanAt(offset + length - 1));
+    if (this.readCached(offset, length, out)) return out;
+    return this.reader.readRange(this.#source, offset, length, (id) => this.getSpan(id));
+  }
+
+  /**
+   * Fetches the spans of `ids` (ascending, adjacent) that are not stored and not in flight, as one range
+   * request for the first adjacent run; resolves when they are stored. Errors are left to a later read.
    */
   async prefetch(ids: readonly number[]): Promise<void> {
     const want = ids.filter((id) => id >= 0 && id < this.reader.spans.length && !this.has(id));
-    if (want.length === 0) return;
-    const run = want.filter((id, i) => i === 0 || id === (want[i - 1] as number) + 1);
-    const settle = new Map<number, { resolve: (b: Uint8Array) => void; reject: (e: unknown) => void }>();
+    if (want.length === 0 || this.#closed) return;
+    let n = 1;
+    while (n < want.length && want[n] === (want[n - 1] as number) + 1) n++;
+    const run = want.slice(0, n);
+    const settle = new Map<number, Settle>();
     for (const id of run) {
-      const p = new Promise<Uint8Array>((resolve, reject) => settle.set(id, { resolve, reject }));
-      const tracked: Promise<Uint8Array> = p.finally(() => {
+      const p = new Promise<Uint8Array | undefined>((resolve, reject) => settle.set(id, { resolve, reject }));
+      const tracked: Promise<Uint8Array | undefined> = p.finally(() => {
         if (this.#inflight.get(id) === tracked) this.#inflight.delete(id);
       });
       tracked.catch(() => undefined);
@@ -139,38 +210,55 @@ export class SpanFetcher {
       all = undefined;
     }
     if (all !== undefined && first !== undefined && last !== undefined && all.length !== last.end - first.start) all = undefined;
-    const inflated = all !== undefined && first !== undefined ? await this.#inflateBatch(all, first.start, run) : undefined;
-    const toDisk: Array<[number, Uint8Array]> = [];
+    const outcomes = all !== undefined && first !== undefined ? await this.#inflateBatch(all, first.start, run) : undefined;
+    const stores: Array<Promise<void>> = [];
     for (const [i, id] of run.entries()) {
-      const span = this.reader.spans[id];
-      const s = settle.get(id) as { resolve: (b: Uint8Array) => void; reject: (e: unknown) => void };
-      const data = inflated?.[i];
-      if (data !== undefined && span !== undefined && data.length === span.outEnd - span.outStart) {
-        this.#memory.set(id, data);
-        s.resolve(data);
-        toDisk.push([id, data]);
+      const s = settle.get(id) as Settle;
+      const o = outcomes?.[i];
+      if (o === 'written') {
+        this.file?.markWritten(id);
+        s.resolve(undefined);
+        continue;
+      }
+      if (o !== undefined) {
+        stores.push(this.#store(id, o).then(() => s.resolve(o)));
         continue;
       }
       // A failed or mismatched batch falls back to the checked single-span path for this span.
+      this.file?.release(id);
       this.#inflight.delete(id);
-      this.getSpan(id).then(s.resolve, s.reject);
+      this.#start(id).then(s.resolve, s.reject);
     }
-    for (const [id, data] of toDisk) await this.#writeDisk(id, data).catch(() => undefined);
+    await Promise.all(stores);
   }
 
   /**
    * Each span of `ids` (adjacent, `buf` holding their compressed bytes from blob offset `base`) checked and
-   * inflated, or undefined where it did not match its digest or failed to inflate. `buf` is consumed.
+   * inflated — its bytes, or 'written' when the worker wrote them to the span file (reserved here first) —
+   * or undefined where it did not match its digest or failed. `buf` is consumed.
    */
-  async #inflateBatch(buf: Uint8Array, base: number, ids: readonly number[]): Promise<Array<Uint8Array | undefined>> {
+  async #inflateBatch(buf: Uint8Array, base: number, ids: readonly number[]): Promise<Array<Uint8Array | 'written' | undefined>> {
     const spans = ids.map((id) => this.reader.spans[id]);
     if (this.#inflater !== undefined && spans.every((s) => s !== undefined)) {
-      const parts = ids.map((id, i) => {
+      const f = this.file;
+      const toFile: boolean[] = [];
+      for (const id of ids) toFile.push(f !== undefined && (await f.reserve(id, false))); // never wait on itself
+      const parts = ids.map((id, i): InflatePart => {
         const s = spans[i] as (typeof spans)[number] & object;
-        return { id, from: s.start - base, to: s.end - base, digest: s.digest, length: s.outEnd - s.outStart };
+        const part: InflatePart = { id, from: s.start - base, to: s.end - base, digest: s.digest, length: s.outEnd - s.outStart };
+        if (toFile[i] === true) part.outOffset = s.outStart;
+        return part;
       });
-      const out = await this.#inflater.inflate(this.reader, () => this.reader.ztoc.checkpoints, buf, parts).catch(() => undefined);
-      if (out !== undefined) return out.map((o: InflateOutcome) => (o.ok ? o.data : undefined));
+      const out = await this.#inflater.inflate(this.reader, () => this.reader.ztoc.checkpoints, buf, parts, f?.path).catch(() => undefined);
+      if (out !== undefined) {
+        return out.map((o: InflateOutcome, i) => {
+          if (!o.ok) return undefined;
+          if (o.data === undefined) return toFile[i] === true ? 'written' : undefined;
+          if (toFile[i] === true) f?.release(ids[i] as number);
+          return o.data;
+        });
+      }
+      ids.forEach((id, i) => toFile[i] === true && f?.release(id));
       if (buf.buffer.byteLength === 0) return ids.map(() => undefined); // transferred, then the worker died
     }
     return ids.map((id, i) => {
@@ -186,22 +274,10 @@ export class SpanFetcher {
     });
   }
 
-  /** The uncompressed bytes [offset, offset + length) of the layer's tar stream. */
-  read(offset: number, length: number): Promise<Uint8Array> {
-    return this.reader.readRange(this.#source, offset, length, (id) => this.getSpan(id));
-  }
-
   async #load(id: number): Promise<Uint8Array> {
     const span = this.reader.spans[id];
     if (span === undefined) throw new RangeError(`span ${id} outside 0..${this.reader.spans.length - 1}`);
     const want = span.outEnd - span.outStart;
-    const cached = await this.#readDisk(id, want);
-    if (cached !== undefined) {
-      this.stats.diskHits++;
-      this.#memory.set(id, cached);
-      return cached;
-    }
-    // A reader waits on this span: it is checked and inflated here, with no hop to the inflater's thread.
     let data: Uint8Array | undefined;
     for (let attempt = 0; attempt < 2 && data === undefined; attempt++) {
       const got = await this.#source.read(span.start, span.end);
@@ -216,45 +292,28 @@ export class SpanFetcher {
     }
     if (data === undefined) throw new CorruptLayer(`span ${id} does not match its digest ${span.digest} after a refetch`, span.start);
     if (data.length !== want) throw new CorruptLayer(`span ${id} inflated to ${data.length} bytes, expected ${want}`, span.start);
-    this.#memory.set(id, data);
-    await this.#writeDisk(id, data).catch(() => undefined); // a full or broken disk only costs a refetch
+    await this.#store(id, data);
     return data;
   }
 
-  async #readDisk(id: number, want: number): Promise<Uint8Array | undefined> {
-    if (this.#dir === undefined || !this.#disk.has(id)) return undefined;
-    const size = this.#disk.get(id) as number;
-    this.#disk.delete(id);
-    this.#disk.set(id, size); // most recently used
-    try {
-      const buf = await readFile(join(this.#dir, `${this.#prefix}-${id}`));
-      if (buf.length === want) return new Uint8Array(buf.buffer, buf.byteOffset, buf.length);
-    } catch {
-      // gone or unreadable: refetch
+  /** Keeps verified span bytes: in the span file when it takes them, else in memory. */
+  async #store(id: number, data: Uint8Array): Promise<void> {
+    const f = this.file;
+    if (f !== undefined && (await f.reserve(id))) {
+      if (f.present[id] === 1) return;
+      try {
+        await f.write(id, data);
+        return;
+      } catch {
+        f.release(id); // a full or broken disk only costs memory
+      }
     }
-    this.#disk.delete(id);
-    this.#diskBytes -= size;
-    return undefined;
+    this.#memory.set(id, data);
   }
 
-  async #writeDisk(id: number, data: Uint8Array): Promise<void> {
-    if (this.#dir === undefined || data.length > this.#maxDisk) return;
-    while (this.#diskBytes + data.length > this.#maxDisk && this.#disk.size > 0) {
-      const [oldest, size] = this.#disk.entries().next().value as [number, number];
-      this.#disk.delete(oldest);
-      this.#diskBytes -= size;
-      await unlink(join(this.#dir, `${this.#prefix}-${oldest}`)).catch(() => undefined);
-    }
-    const final = join(this.#dir, `${this.#prefix}-${id}`);
-    const tmp = `${final}.tmp-${randomBytes(6).toString('hex')}`;
-    try {
-      await writeFile(tmp, data);
-      await rename(tmp, final);
-    } catch (err) {
-      await unlink(tmp).catch(() => undefined);
-      throw err;
-    }
-    this.#disk.set(id, data.length);
-    this.#diskBytes += data.length;
+  /** Persists presence marks and closes the span file (spans in flight are dropped). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.file?.close();
   }
 }

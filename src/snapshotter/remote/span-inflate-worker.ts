@@ -2,9 +2,13 @@
  * Worker-thread side of `SpanInflater`: checks fetched compressed spans against their digests and inflates
  * them from their checkpoints, off the thread that answers FUSE. A layer's zinfo blob arrives once
  * (`layer`) and is decoded here; each `job` is one buffer of compressed bytes holding one or more adjacent
- * spans, and the answer gives each span's inflated bytes (transferred back) or why it has none.
+ * spans, and the answer gives each span's inflated bytes (transferred back) or why it has none. A job
+ * that names a `file` (a layer's sparse span file, span-file.ts) has each good span written there at its
+ * `outOffset` instead, so megabytes of inflated bytes never cross back to the main thread; the answer then
+ * only says which spans were written, and the main thread marks them present.
  */
 import { createHash } from 'node:crypto';
+import { closeSync, openSync, writeSync, constants } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import type { Checkpoint } from '../../indexer/types.js';
 import { decodeZinfoBlob, inflateSpan } from '../../indexer/gzip/index.js';
@@ -18,14 +22,17 @@ export interface InflatePart {
   digest: string;
   /** Inflated length. */
   length: number;
+  /** Where the span goes in the job's `file`. */
+  outOffset?: number;
 }
 
 export type InflateRequest =
   | { type: 'layer'; key: number; zinfo: Uint8Array }
   | { type: 'drop'; key: number }
-  | { type: 'job'; job: number; key: number; buf: Uint8Array; parts: InflatePart[] };
+  | { type: 'job'; job: number; key: number; buf: Uint8Array; parts: InflatePart[]; file?: string | undefined };
 
-export type InflateOutcome = { ok: true; data: Uint8Array } | { ok: false; reason: 'digest' | 'inflate'; message: string };
+/** `data` is absent when the span was written to the job's file. */
+export type InflateOutcome = { ok: true; data?: Uint8Array } | { ok: false; reason: 'digest' | 'inflate' | 'write'; message: string };
 
 export interface InflateReply {
   job: number;
@@ -46,6 +53,33 @@ function one(checkpoints: readonly Checkpoint[] | undefined, buf: Uint8Array, p:
   }
 }
 
+function writeAll(file: string, parts: readonly InflatePart[], outcomes: InflateOutcome[]): InflateOutcome[] {
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_WRONLY);
+  } catch (err) {
+    return outcomes.map((o) => (o.ok ? { ok: false, reason: 'write', message: (err as Error).message } : o));
+  }
+  try {
+    return outcomes.map((o, i) => {
+      const at = parts[i]?.outOffset;
+      if (!o.ok || o.data === undefined || at === undefined) return o;
+      try {
+        for (let done = 0; done < o.data.length;) {
+          const n = writeSync(fd, o.data, done, o.data.length - done, at + done);
+          if (n <= 0) throw new Error('short write');
+          done += n;
+        }
+        return { ok: true };
+      } catch (err) {
+        return { ok: false, reason: 'write', message: (err as Error).message };
+      }
+    });
+  } finally {
+    closeSync(fd);
+  }
+}
+
 const port = parentPort;
 port?.on('message', (m: InflateRequest) => {
   if (m.type === 'layer') {
@@ -54,8 +88,9 @@ port?.on('message', (m: InflateRequest) => {
     layers.delete(m.key);
   } else {
     const cps = layers.get(m.key);
-    const outcomes = m.parts.map((p) => one(cps, m.buf, p));
-    const transfer = outcomes.flatMap((o) => (o.ok ? [o.data.buffer as ArrayBuffer] : []));
+    let outcomes = m.parts.map((p) => one(cps, m.buf, p));
+    if (m.file !== undefined) outcomes = writeAll(m.file, m.parts, outcomes);
+    const transfer = outcomes.flatMap((o) => (o.ok && o.data !== undefined ? [o.data.buffer as ArrayBuffer] : []));
     port.postMessage({ job: m.job, outcomes } satisfies InflateReply, transfer);
   }
 });

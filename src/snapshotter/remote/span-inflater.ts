@@ -68,9 +68,10 @@ export class SpanInflater {
 
   /**
    * Checks and inflates the spans `parts` of `buf` (whose ArrayBuffer is transferred) for the layer
-   * identified by `layer` (any object, e.g. its zTOC reader), whose zinfo blob `zinfo()` gives once.
+   * identified by `layer` (any object, e.g. its zTOC reader), whose zinfo blob `zinfo()` gives once. With
+   * `file`, good spans are written there at their parts' `outOffset` and come back without `data`.
    */
-  inflate(layer: object, zinfo: () => Uint8Array, buf: Uint8Array, parts: InflatePart[]): Promise<InflateOutcome[]> {
+  inflate(layer: object, zinfo: () => Uint8Array, buf: Uint8Array, parts: InflatePart[], file?: string): Promise<InflateOutcome[]> {
     const w = this.#get();
     if (w === undefined) return Promise.reject(this.#failed ?? new Error('span inflate worker unavailable'));
     let key = this.#keys.get(layer);
@@ -86,7 +87,7 @@ export class SpanInflater {
     const send = whole ? buf : buf.slice();
     return new Promise<InflateOutcome[]>((resolve, reject) => {
       this.#pending.set(job, { resolve, reject });
-      w.postMessage({ type: 'job', job, key, buf: send, parts } satisfies InflateRequest, [send.buffer as ArrayBuffer]);
+      w.postMessage({ type: 'job', job, key, buf: send, parts, file } satisfies InflateRequest, [send.buffer as ArrayBuffer]);
     });
   }
 
