@@ -1,13 +1,38 @@
-# Native gzip checkpoint engine (native/gzip_engine.c). Built by scripts/build-native.mjs with
-# `node-gyp rebuild --nodedir=/usr`. zlib comes from node's own headers; the symbols resolve against
-# the node binary at load time, so there is deliberately no -lz here.
+# Native addons, built by scripts/build-native.mjs with `node-gyp rebuild --nodedir=/usr`.
+# soci_gzip (native/gzip_engine.c): zlib comes from node's own headers; the symbols resolve against the
+# node binary at load time, so there is deliberately no -lz here.
+# soci_sendfile (native/sendfile.c): zero-copy blob serving for the proxy (src/proxy/native-sendfile.ts).
+# soci_fuse (native/fuse_layer.c): the low-level libfuse3 layer server; built only when
+# `pkg-config --exists fuse3` succeeds, so a machine without libfuse3-dev still gets soci_gzip.
 {
+  "variables": {
+    "have_fuse3": "<!(pkg-config --exists fuse3 && echo 1 || echo 0)"
+  },
   "targets": [
     {
       "target_name": "soci_gzip",
       "sources": ["native/gzip_engine.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "defines": ["NAPI_VERSION=8"]
+    },
+    {
+      "target_name": "soci_sendfile",
+      "sources": ["native/sendfile.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "defines": ["NAPI_VERSION=8"]
     }
+  ],
+  "conditions": [
+    ["have_fuse3==1", {
+      "targets": [
+        {
+          "target_name": "soci_fuse",
+          "sources": ["native/fuse_layer.c"],
+          "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "<!@(pkg-config --cflags fuse3)"],
+          "defines": ["NAPI_VERSION=8"],
+          "libraries": ["<!@(pkg-config --libs fuse3)"]
+        }
+      ]
+    }]
   ]
 }

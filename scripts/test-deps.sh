@@ -10,4 +10,4 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   docker-registry containerd runc stargz-snapshotter skopeo umoci redis-server fuse3 \
   pigz golang-go zlib1g-dev gcc g++ make python3 python3-yaml perl jq ca-certificates tar gzip attr \
-  buildah podman openssl libfuse2 >/dev/null
+  buildah podman openssl libfuse2 libfuse3-dev pkg-config >/dev/null

@@ -5,7 +5,8 @@
  * mount against what the fixture script wrote: content sha256, type, mode, uid/gid, mtime, symlink targets,
  * hard-link inode and nlink, devices, whiteouts, opaque and user xattrs; a small read must fetch exactly the
  * spans it covers; an overlay with the mount as lowerdir must hide whited-out names and write to its upper
- * dir; a read with the server gone must be EIO within the deadline. Needs root and /dev/fuse.
+ * dir; a read with the server gone must be EIO within the deadline. Needs root and /dev/fuse. Every check
+ * runs on both FUSE servers: the native libfuse3 one (build/Release/soci_fuse.node) and fuse-native.
  * Inspection runs in child processes (python3), never in this process's thread pool, which must stay
  * free to serve the FUSE requests those reads cause.
  */
@@ -27,13 +28,24 @@ const canRun = process.getuid?.() === 0 && existsSync('/dev/fuse') && spawnSync(
 // fuse-native's addon needs libfuse.so.2 on the loader path (its bundled copy is named libfuse.so).
 // Probed in a child first: a failed dlopen inside this process leaves an unhandled rejection behind.
 const probe = canRun ? spawnSync(process.execPath, ['-e', "require('fuse-native')"], { encoding: 'utf8' }) : undefined;
-const fsMod = probe === undefined ? undefined
-  : probe.status !== 0 ? new Error(/libfuse[^\n]*/.exec(probe.stderr)?.[0] ?? probe.stderr.slice(0, 200))
-  : await import('../src/snapshotter/fs/index.js').catch((e: Error) => e);
-const skipReason = !canRun
-  ? 'needs root, /dev/fuse and python3 (skipped)'
-  : fsMod instanceof Error ? `fuse-native does not load: ${fsMod.message} (skipped)` : false;
-const { buildLayerTree, mountLayer } = (fsMod && !(fsMod instanceof Error) ? fsMod : {}) as typeof import('../src/snapshotter/fs/index.js');
+const fuseNativeError = probe === undefined || probe.status === 0 ? undefined : /libfuse[^\n]*/.exec(probe.stderr)?.[0] ?? probe.stderr.slice(0, 200);
+const fsMod = canRun ? await import('../src/snapshotter/fs/index.js').catch((e: Error) => e) : undefined;
+const { buildLayerTree, mountLayer, nativeFuseAvailable } = (fsMod && !(fsMod instanceof Error) ? fsMod : {}) as typeof import('../src/snapshotter/fs/index.js');
+// Every check runs once per FUSE server: the native libfuse3 one (build/Release/soci_fuse.node) and fuse-native.
+const BACKENDS: Array<{ backend: 'native' | 'fuse-native'; skip: string | false }> = [
+  {
+    backend: 'native',
+    skip: !canRun ? 'needs root, /dev/fuse and python3 (skipped)'
+      : fsMod instanceof Error ? `fs module does not load: ${fsMod.message}`
+      : !nativeFuseAvailable() ? 'build/Release/soci_fuse.node missing: run npm run build:native (skipped)' : false,
+  },
+  {
+    backend: 'fuse-native',
+    skip: !canRun ? 'needs root, /dev/fuse and python3 (skipped)'
+      : fuseNativeError !== undefined ? `fuse-native does not load: ${fuseNativeError} (skipped)`
+      : fsMod instanceof Error ? `fs module does not load: ${fsMod.message}` : false,
+  },
+];
 
 // Writes layer.tar and manifest.json (what every entry must look like through the mount).
 const FIXTURE_PY = String.raw`
@@ -130,7 +142,7 @@ function blobServer(blob: Buffer): Promise<{ server: Server; url: string; served
   }));
 }
 
-describe('snapshotter fs: a layer mounted through FUSE', { skip: skipReason }, () => {
+for (const { backend, skip: skipReason } of BACKENDS) describe(`snapshotter fs: a layer mounted through FUSE (${backend})`, { skip: skipReason }, () => {
   let dir = '';
   let blob: Buffer;
   let layer: IndexedLayer;
@@ -143,7 +155,7 @@ describe('snapshotter fs: a layer mounted through FUSE', { skip: skipReason }, (
   const mnt = (): string => join(dir, 'mnt');
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'soci-fs-'));
+    dir = mkdtempSync(join(tmpdir(), `soci-fs-${backend}-`));
     await sh('python3', ['-c', FIXTURE_PY, dir]);
     blob = await new Promise<Buffer>((resolve, reject) => {
       const gz = createGzip({ level: 6 });
@@ -162,7 +174,7 @@ describe('snapshotter fs: a layer mounted through FUSE', { skip: skipReason }, (
     const tree = buildLayerTree(reader.ztoc.toc);
     assert.deepEqual(tree.rejected, []);
     const fetcher = new SpanFetcher({ reader, source: new HttpRangeSource(srv.url, { timeoutMs: 2000, retries: 1 }), layerDigest: layer.layerDigest, cacheDir: join(dir, 'spans'), memorySpans: 4 });
-    mounted = await mountLayer(mnt(), tree, fetcher, { readTimeoutMs: 5000 });
+    mounted = await mountLayer(mnt(), tree, fetcher, { readTimeoutMs: 5000, backend });
   });
 
   after(async () => {
@@ -269,7 +281,7 @@ describe('snapshotter fs: a layer mounted through FUSE', { skip: skipReason }, (
     const disk = await readAll(ex);
     const fuse = await readAll(mnt());
     const fuseWarm = await readAll(mnt());
-    console.log(`[figures] blob ${blob.length} B, ${reader.spans.length} spans of ${SPAN} B; read all files: extracted ${disk.toFixed(1)} ms, FUSE (spans partly cached) ${fuse.toFixed(1)} ms, FUSE again ${fuseWarm.toFixed(1)} ms; bytes served ${srv.served.bytes} in ${srv.served.requests} requests`);
+    console.log(`[figures ${backend}] blob ${blob.length} B, ${reader.spans.length} spans of ${SPAN} B; read all files: extracted ${disk.toFixed(1)} ms, FUSE (spans partly cached) ${fuse.toFixed(1)} ms, FUSE again ${fuseWarm.toFixed(1)} ms; bytes served ${srv.served.bytes} in ${srv.served.requests} requests`);
     assert.ok(srv.served.requests <= reader.spans.length, `${srv.served.requests} requests for ${reader.spans.length} spans: none fetched twice`);
   });
 
@@ -278,7 +290,7 @@ describe('snapshotter fs: a layer mounted through FUSE', { skip: skipReason }, (
     await new Promise((r) => gone.server.close(r));
     const tree = buildLayerTree(reader.ztoc.toc);
     const fetcher = new SpanFetcher({ reader, source: new HttpRangeSource(gone.url, { timeoutMs: 1000, retries: 1, backoffMs: () => 50 }), layerDigest: layer.layerDigest });
-    faultMount = await mountLayer(join(dir, 'mnt-fault'), tree, fetcher, { readTimeoutMs: 3000 });
+    faultMount = await mountLayer(join(dir, 'mnt-fault'), tree, fetcher, { readTimeoutMs: 3000, backend });
     const t0 = Date.now();
     const seen = await inspect(faultMount.mountpoint, ['tail/big']);
     const ms = Date.now() - t0;

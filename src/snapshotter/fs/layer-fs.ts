@@ -10,10 +10,14 @@
  * `release` (the layer never changes and reads go by path; `kernel_cache` keeps file pages across opens),
  * and reads of bytes already in memory answer without a promise.
  * Unmount overlays that use this mount as a lowerdir before calling `unmount()` (§9).
+ * `backend` picks the server: 'auto' (default) uses the native libfuse3 low-level server (native-fs.ts) when
+ * build/Release/soci_fuse.node loads, else fuse-native, which is then imported on first use only.
  */
 import { execFile } from 'node:child_process';
-import Fuse, { type FuseOps, type FuseStat } from 'fuse-native';
+import { constants } from 'node:os';
+import type { FuseOps, FuseStat } from 'fuse-native';
 import type { LayerNode, LayerTree } from './layer-tree.js';
+import { mountNativeLayer, nativeFuseAvailable } from './native-fs.js';
 
 /**
  * A layer's uncompressed tar stream kept in one sparse file at its own offsets, so a native FUSE server can
@@ -59,6 +63,14 @@ export interface MountLayerOptions {
   onReadError?: (path: string, err: unknown) => void;
   /** fsname shown in /proc/mounts (default `soci-layer`). */
   fsname?: string;
+  /**
+   * Native server with a content file only: when a directory is listed, its regular files of at most this
+   * many bytes whose spans are present are pushed into the kernel page cache in the background, so reading
+   * them costs no FUSE round trip (default 65536; 0 turns it off). Nothing is fetched for it.
+   */
+  listPrefetchBytes?: number;
+  /** FUSE server: 'native' (libfuse3 low-level, C), 'fuse-native', or 'auto' (default: native when it loads). */
+  backend?: 'auto' | 'native' | 'fuse-native';
 }
 
 export interface MountedLayer {
@@ -67,6 +79,11 @@ export interface MountedLayer {
 }
 
 const W_OK = 2;
+/** fuse-native takes negative errno values. */
+const Fuse = {
+  ENOENT: -constants.errno.ENOENT, EROFS: -constants.errno.EROFS, ENOTDIR: -constants.errno.ENOTDIR,
+  EINVAL: -constants.errno.EINVAL, EIO: -constants.errno.EIO,
+} as const;
 const READ_ONLY_OPS = [
   'write', 'create', 'unlink', 'mkdir', 'rmdir', 'rename', 'link', 'symlink', 'chmod', 'chown', 'truncate',
   'ftruncate', 'utimens', 'mknod', 'setxattr', 'removexattr',
@@ -166,9 +183,12 @@ export function layerOps(tree: LayerTree, content: LayerContent, opts: MountLaye
 
 /** Mounts `tree` at `mountpoint` (created if missing); resolves once the kernel has initialised it. */
 export async function mountLayer(mountpoint: string, tree: LayerTree, content: LayerContent, opts: MountLayerOptions = {}): Promise<MountedLayer> {
+  const backend = opts.backend ?? 'auto';
+  if (backend === 'native' || (backend === 'auto' && nativeFuseAvailable())) return mountNativeLayer(mountpoint, tree, content, opts);
+  const { default: FuseNative } = await import('fuse-native');
   const readTimeout = opts.readTimeoutMs ?? 20_000;
   const cacheSeconds = opts.cacheSeconds ?? 3600;
-  const fuse = new Fuse(mountpoint, layerOps(tree, content, opts), {
+  const fuse = new FuseNative(mountpoint, layerOps(tree, content, opts), {
     force: true,
     mkdir: true,
     allowOther: opts.allowOther ?? true,
