@@ -12,8 +12,9 @@
  * completed only after the digest was proven; if the client goes away first, the body is still read to
  * its end for the sink (a cache fill finishes even without its client; STYLE.md §5).
  *
- * Cached files were verified before they became visible and are sent without re-hashing, in 2 MiB reads
- * (one read ahead of the socket) written straight to the response with backpressure.
+ * Cached files were verified before they became visible and are sent without re-hashing: with sendfile(2)
+ * from the native addon on plain TCP (native-sendfile.ts), else in 2 MiB reads (one read ahead of the
+ * socket) written straight to the response with backpressure.
  */
 import { createHash } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
@@ -22,6 +23,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { OciError } from '../oci/errors.js';
 import type { BlobSink } from './blob-cache.js';
 import type { OffThreadHasher } from './off-thread-hasher.js';
+import { trySendfile } from './native-sendfile.js';
 
 /** A byte range [start, end] of an open cached file; the consumer closes the handle. */
 export interface FileSlice {
@@ -217,6 +219,20 @@ export function pipeStreamedBlob(s: StreamedBlob, res: ServerResponse, opts: { h
 }
 
 function pipeFile(s: StreamedBlob, f: FileSlice, res: ServerResponse): void {
+  const zeroCopy = trySendfile(res, s.status, s.headers, f.handle.fd, f.start, f.end - f.start + 1);
+  if (zeroCopy) {
+    zeroCopy.then(
+      (n) => {
+        res.end();
+        s.onDone(n, true);
+      },
+      (err: Error & { sent?: number }) => {
+        s.onDone(err.sent ?? 0, false);
+        res.destroy(err);
+      },
+    ).finally(() => void f.handle.close().catch(() => undefined));
+    return;
+  }
   let sent = 0;
   res.writeHead(s.status, s.headers);
   const it = fileChunks(f);
