@@ -46,7 +46,9 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
     name: 'soci-proxy',
     cmd: process.execPath,
     args: [opts.cli ?? join(REPO_ROOT, 'dist', 'cli.js'), 'serve', '--listen', host, '--upstream', opts.upstream, ...(opts.extraArgs ?? [])],
-    cwd: REPO_ROOT,
+    // Its own dir as cwd: a proxy started without --cache-dir keeps the default ./.soci-proxy-cache there,
+    // never in the repository or shared with another test's proxy.
+    cwd: dir,
     env: opts.env,
     logFile: join(dir, 'proxy.log'),
     ready: async () => {
