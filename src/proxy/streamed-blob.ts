@@ -182,15 +182,7 @@ export function pipeStreamedBlob(s: StreamedBlob, res: ServerResponse, opts: { h
   const write = (c: Buffer): void => {
     if (clientGone) return;
     sent += c.length;
-    if (!res.write(c)) waitFor(new Promise<void>((r) => {
-      const go = (): void => {
-        res.off('drain', go);
-        res.off('close', go);
-        r();
-      };
-      res.on('drain', go);
-      res.on('close', go);
-    }));
+    if (!res.write(c)) waitFor(drainOrClose(res));
   };
   body.on('data', (c: Buffer) => {
     if (sink && !sink.write(c)) waitFor(sink.drained());
@@ -218,6 +210,19 @@ export function pipeStreamedBlob(s: StreamedBlob, res: ServerResponse, opts: { h
   });
 }
 
+/** Resolves once `res` can take more bytes, or is closed. */
+function drainOrClose(res: ServerResponse): Promise<void> {
+  return new Promise((r) => {
+    const go = (): void => {
+      res.off('drain', go);
+      res.off('close', go);
+      r();
+    };
+    res.on('drain', go);
+    res.on('close', go);
+  });
+}
+
 function pipeFile(s: StreamedBlob, f: FileSlice, res: ServerResponse): void {
   const zeroCopy = trySendfile(res, s.status, s.headers, f.handle.fd, f.start, f.end - f.start + 1);
   if (zeroCopy) {
@@ -236,22 +241,12 @@ function pipeFile(s: StreamedBlob, f: FileSlice, res: ServerResponse): void {
   let sent = 0;
   res.writeHead(s.status, s.headers);
   const it = fileChunks(f);
-  const drainOrClose = (): Promise<void> =>
-    new Promise((r) => {
-      const go = (): void => {
-        res.off('drain', go);
-        res.off('close', go);
-        r();
-      };
-      res.on('drain', go);
-      res.on('close', go);
-    });
   void (async () => {
     try {
       for await (const buf of it) {
         if (res.destroyed) break;
         sent += buf.length;
-        if (!res.write(buf)) await drainOrClose();
+        if (!res.write(buf)) await drainOrClose(res);
       }
       if (res.destroyed) return s.onDone(sent, false);
       res.end();
