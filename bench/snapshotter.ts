@@ -9,7 +9,9 @@
  * per image, before any client) is timed separately. (2) Time to read every file of that large layer
  * through a lazy mount of it alone against the same tree on local disk (`tar cf - DIR | wc -c`, warm page
  * cache), cold span cache and a second pass. Needs root, /dev/fuse and dist/ (npm run build).
- * Run: `node --import tsx bench/snapshotter.ts`. Writes bench/results/snapshotter.json and .md.
+ * Run: `node --import tsx bench/snapshotter.ts [--case python|big|all] [--span-size N]`. Writes
+ * bench/results/snapshotter.json and .md (with `--case python` or `big`, the other part's figures are
+ * taken over from the previous snapshotter.json, and the .md says which part was not re-run).
  */
 import { execFileSync } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -114,75 +116,84 @@ const SPAN_SIZE = (() => {
   return i >= 0 ? Number(process.argv[i + 1]) : 4 * 1024 * 1024;
 })();
 
-async function main(): Promise<void> {
-  if (!existsSync(join(ROOT, 'dist', 'cli.js'))) throw new Error('needs dist/ (npm run build)');
-  const registry = await startRegistry({ dir: join(work.path, 'registry') });
-  const proxy = await startProxy({ upstream: registry.url, dir: join(work.path, 'proxy'), extraArgs: ['--cache-dir', join(work.path, 'proxy-cache'), '--min-layer-size', '65536', '--span-size', String(SPAN_SIZE), '--index-mode', 'wait', '--log-level', 'warn'], timeoutMs: 60_000 });
-  try {
-    const { tgz, dir } = await bigLayer();
-    const bigBlob = readFileSync(tgz);
-    const py = await pythonImage();
-    const image = await buildImage({ tag: 'bench-py', layers: [...py.layers.map((l) => ({ tarGz: l.blob })), { tarGz: bigBlob }] });
-    await pushImage(image, { registry: registry.url, repo: 'bench/python', tag: 'latest' });
-    await registry.settle();
-    let mark = registry.requests().length;
-    const ti = now();
-    await buildImageIndex(proxy, 'bench/python');
-    const proxyIndexMs = now() - ti;
-    await registry.settle();
-    const proxyIndexBytes = layerBytes(registry, image, mark);
-    const python = { ...(await pythonCase(registry, proxy, image)), proxyIndexMs, proxyIndexBytes };
-    console.log('python', python);
+/** `--case python|big|all` (default all): run only the python first-output case or only the large-layer case. */
+const CASE = (() => {
+  const i = process.argv.indexOf('--case');
+  const c = i >= 0 ? process.argv[i + 1] : 'all';
+  if (c !== 'python' && c !== 'big' && c !== 'all') throw new Error(`--case must be python, big or all, not ${String(c)}`);
+  return c;
+})();
 
-    // The same large layer alone (same blob, so the proxy's zTOC for it is reused).
-    const big = await buildImage({ tag: 'bench-big', layers: [{ tarGz: bigBlob }] });
-    await pushImage(big, { registry: registry.url, repo: 'bench/big', tag: 'latest' });
-    await buildImageIndex(proxy, 'bench/big');
-    await registry.settle();
-    mark = registry.requests().length;
-    const mp = join(work.path, 'big');
-    await cli(['mount', 'bench/big:latest', mp, '--registry', proxy.url, '--cache-dir', join(work.path, 'cache-big'), '--detach', '--bg-fetch-period-ms', '0', '--log-level', 'warn']);
-    const files = Number(execFileSync('sh', ['-c', `find ${dir} -type f | wc -l`]).toString().trim());
-    const localDir = join(dir, 'usr', 'share');
-    await readAll(localDir); // warm the page cache
-    const local = await readAll(localDir);
-    const lazy = await readAll(join(mp, 'usr', 'share'));
-    await registry.settle();
-    const lazyBytes = layerBytes(registry, big, mark);
-    const again = await readAll(join(mp, 'usr', 'share'));
-    const list = (d: string): string => execFileSync('sh', ['-c', `cd ${d} && find . \\( -type d -printf '%p d %m\\n' \\) -o -printf '%p %y %s %m %n\\n' | LC_ALL=C sort`], { maxBuffer: 1 << 30 }).toString();
-    const listing = { local: list(localDir), lazy: list(join(mp, 'usr', 'share')) };
-    await cli(['unmount', mp]);
-    if (listing.local !== listing.lazy) {
-      writeFileSync('/tmp/snap-bench-listing.local', listing.local);
-      writeFileSync('/tmp/snap-bench-listing.lazy', listing.lazy);
-      throw new Error('file listings (path, type, size, mode, links) differ: see /tmp/snap-bench-listing.*');
-    }
-    const largeLayer = {
-      compressedBytes: big.layers[0]?.blob.length, uncompressedBytes: big.layers[0]?.tar.length, files,
-      localMs: local.ms, lazyColdMs: lazy.ms, lazyWarmMs: again.ms, tarBytes: local.bytes, lazyRegistryBytes: lazyBytes, ratio: lazy.ms / local.ms, ratioWarm: again.ms / local.ms,
-    };
-    console.log('large layer', largeLayer);
+type PythonFigures = PythonResult & { proxyIndexMs: number; proxyIndexBytes: number };
+interface LargeLayerFigures {
+  compressedBytes: number | undefined; uncompressedBytes: number | undefined; files: number;
+  localMs: number; lazyColdMs: number; lazyWarmMs: number; tarBytes: number; lazyRegistryBytes: number; ratio: number; ratioWarm: number;
+}
+interface Result { commit: string; node: string; machine: string; date: string; python: PythonFigures; largeLayer: LargeLayerFigures; rerun?: string }
 
-    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT }).toString().trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src', 'bench'], { cwd: ROOT }).toString().trim() !== '';
-    const machine = `${cpus().length}× ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, linux ${release()}`;
-    const result = { commit: dirty ? `${commit}+uncommitted` : commit, node: process.version, machine, date: new Date().toISOString(), python, largeLayer };
-    mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
-    writeFileSync(join(ROOT, 'bench', 'results', 'snapshotter.json'), `${JSON.stringify(result, null, 2)}\n`);
-    const mb = (n: number | undefined): string => `${((n ?? 0) / 1e6).toFixed(1)} MB`;
-    const s = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
-    writeFileSync(join(ROOT, 'bench', 'results', 'snapshotter.md'), `# Snapshotter bench
+async function pythonFigures(registry: Registry, proxy: Proxy, bigBlob: Buffer): Promise<PythonFigures> {
+  const py = await pythonImage();
+  const image = await buildImage({ tag: 'bench-py', layers: [...py.layers.map((l) => ({ tarGz: l.blob })), { tarGz: bigBlob }] });
+  await pushImage(image, { registry: registry.url, repo: 'bench/python', tag: 'latest' });
+  await registry.settle();
+  const mark = registry.requests().length;
+  const ti = now();
+  await buildImageIndex(proxy, 'bench/python');
+  const proxyIndexMs = now() - ti;
+  await registry.settle();
+  const proxyIndexBytes = layerBytes(registry, image, mark);
+  return { ...(await pythonCase(registry, proxy, image)), proxyIndexMs, proxyIndexBytes };
+}
 
-commit ${result.commit}, node ${process.version}, ${machine}, ${result.date}.
-Command: \`npm run build && node --import tsx bench/snapshotter.ts\` (the CLI runs from dist/cli.js). Docker-registry,
+async function largeLayerFigures(registry: Registry, proxy: Proxy, bigBlob: Buffer, dir: string, files: number): Promise<LargeLayerFigures> {
+  // The same large layer alone (same blob as in bench/python, so with --case all the proxy's zTOC is reused).
+  const big = await buildImage({ tag: 'bench-big', layers: [{ tarGz: bigBlob }] });
+  await pushImage(big, { registry: registry.url, repo: 'bench/big', tag: 'latest' });
+  await buildImageIndex(proxy, 'bench/big');
+  await registry.settle();
+  const mark = registry.requests().length;
+  const mp = join(work.path, 'big');
+  await cli(['mount', 'bench/big:latest', mp, '--registry', proxy.url, '--cache-dir', join(work.path, 'cache-big'), '--detach', '--bg-fetch-period-ms', '0', '--log-level', 'warn']);
+  const localDir = join(dir, 'usr', 'share');
+  await readAll(localDir); // warm the page cache
+  const local = await readAll(localDir);
+  const lazy = await readAll(join(mp, 'usr', 'share'));
+  await registry.settle();
+  const lazyBytes = layerBytes(registry, big, mark);
+  const again = await readAll(join(mp, 'usr', 'share'));
+  const list = (d: string): string => execFileSync('sh', ['-c', `cd ${d} && find . \\( -type d -printf '%p d %m\\n' \\) -o -printf '%p %y %s %m %n\\n' | LC_ALL=C sort`], { maxBuffer: 1 << 30 }).toString();
+  const listing = { local: list(localDir), lazy: list(join(mp, 'usr', 'share')) };
+  await cli(['unmount', mp]);
+  if (listing.local !== listing.lazy) {
+    writeFileSync('/tmp/snap-bench-listing.local', listing.local);
+    writeFileSync('/tmp/snap-bench-listing.lazy', listing.lazy);
+    throw new Error('file listings (path, type, size, mode, links) differ: see /tmp/snap-bench-listing.*');
+  }
+  if (local.bytes !== lazy.bytes || local.bytes !== again.bytes) throw new Error(`tar stream sizes differ: local ${local.bytes}, lazy ${lazy.bytes}, again ${again.bytes}`);
+  return {
+    compressedBytes: big.layers[0]?.blob.length, uncompressedBytes: big.layers[0]?.tar.length, files,
+    localMs: local.ms, lazyColdMs: lazy.ms, lazyWarmMs: again.ms, tarBytes: local.bytes, lazyRegistryBytes: lazyBytes, ratio: lazy.ms / local.ms, ratioWarm: again.ms / local.ms,
+  };
+}
+
+function writeReport(result: Result): void {
+  const { python, largeLayer } = result;
+  mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
+  writeFileSync(join(ROOT, 'bench', 'results', 'snapshotter.json'), `${JSON.stringify(result, null, 2)}\n`);
+  const mb = (n: number | undefined): string => `${((n ?? 0) / 1e6).toFixed(1)} MB`;
+  const s = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
+  const note = (part: 'python' | 'big'): string => (result.rerun === undefined || result.rerun === part ? '' : `\n(Not re-run in this run, \`--case ${result.rerun}\`: figures from the previous run.)\n`);
+  writeFileSync(join(ROOT, 'bench', 'results', 'snapshotter.md'), `# Snapshotter bench
+
+commit ${result.commit}, node ${result.node}, ${result.machine}, ${result.date}.
+Command: \`npm run build && node --import tsx bench/snapshotter.ts${result.rerun ? ` --case ${result.rerun}` : ''}\` (the CLI runs from dist/cli.js). Docker-registry,
 proxy (\`--span-size ${SPAN_SIZE} --min-layer-size 65536\`) and mount process on loopback in one run, on a shared
 2-core machine (other work may run at the same time: expect noise).
 
 ## python3.11 first output (same image for both cases: ${mb(python.imageBytes)} of gzip layers)
-
+${note('python')}
 Image \`bench/python\`: python3.11 + its libs, a stdlib slice, and one large layer the command never reads (a copy of
-/usr/share: ${mb(largeLayer.uncompressedBytes)} tar, ${files} files, ${mb(largeLayer.compressedBytes)} gzip), as a
+/usr/share: ${mb(largeLayer.uncompressedBytes)} tar, ${largeLayer.files} files, ${mb(largeLayer.compressedBytes)} gzip), as a
 real python image carries. Command: \`chroot ROOTFS /usr/bin/python3.11 -c 'import json; print(1)'\`.
 
 | | time to first output | layer bytes from registry |
@@ -192,19 +203,51 @@ real python image carries. Command: \`chroot ROOTFS /usr/bin/python3.11 -c 'impo
 | ratio lazy/full (target ≤ 0.1 time) | **${python.ratioTime.toFixed(3)}** | ${python.ratioBytes.toFixed(3)} |
 
 Not in either time: the proxy's SOCI index build for the image (first GET of the manifest with \`--index-mode wait\`;
-once per image, before any client): ${s(proxyIndexMs)}, ${mb(proxyIndexBytes)} of layer bytes read from the registry.
+once per image, before any client): ${s(python.proxyIndexMs)}, ${mb(python.proxyIndexBytes)} of layer bytes read from the registry.
 
 ## Every file of one large layer (the /usr/share layer above, mounted alone)
-
+${note('big')}
 | | \`tar -C DIR -cf - . \\| wc -c\` | ratio to local |
 |---|---|---|
-| local disk (warm page cache) | ${s(local.ms)} | 1 |
-| lazy mount, cold span cache (${mb(lazyBytes)} from the registry) | ${s(lazy.ms)} | **${largeLayer.ratio.toFixed(2)}** (target ≤ 5) |
-| lazy mount, second pass | ${s(again.ms)} | ${largeLayer.ratioWarm.toFixed(2)} |
+| local disk (warm page cache) | ${s(largeLayer.localMs)} | 1 |
+| lazy mount, cold span cache (${mb(largeLayer.lazyRegistryBytes)} from the registry) | ${s(largeLayer.lazyColdMs)} | **${largeLayer.ratio.toFixed(2)}** (target ≤ 5) |
+| lazy mount, second pass | ${s(largeLayer.lazyWarmMs)} | ${largeLayer.ratioWarm.toFixed(2)} |
 
-Tar stream sizes: local ${local.bytes}, lazy ${lazy.bytes}, second pass ${again.bytes} bytes; the file listings
+Tar stream sizes: local ${largeLayer.tarBytes}, lazy, second pass: the same; the file listings
 (path, type, size, mode, link count of non-directories) of the local tree and the mount are identical.
 `);
+}
+
+async function main(): Promise<void> {
+  if (!existsSync(join(ROOT, 'dist', 'cli.js'))) throw new Error('needs dist/ (npm run build)');
+  const previousFile = join(ROOT, 'bench', 'results', 'snapshotter.json');
+  const previous = CASE !== 'all' && existsSync(previousFile) ? (JSON.parse(readFileSync(previousFile, 'utf8')) as Partial<Result>) : undefined;
+  if (CASE !== 'all' && (previous?.python === undefined || previous.largeLayer === undefined)) {
+    throw new Error(`--case ${CASE} takes the other part's figures from ${previousFile}: run the whole bench once first`);
+  }
+  const registry = await startRegistry({ dir: join(work.path, 'registry') });
+  const proxy = await startProxy({ upstream: registry.url, dir: join(work.path, 'proxy'), extraArgs: ['--cache-dir', join(work.path, 'proxy-cache'), '--min-layer-size', '65536', '--span-size', String(SPAN_SIZE), '--index-mode', 'wait', '--log-level', 'warn'], timeoutMs: 60_000 });
+  try {
+    const { tgz, dir } = await bigLayer();
+    const bigBlob = readFileSync(tgz);
+    const files = Number(execFileSync('sh', ['-c', `find ${dir} -type f | wc -l`]).toString().trim());
+    let python = previous?.python as PythonFigures;
+    if (CASE !== 'big') {
+      python = await pythonFigures(registry, proxy, bigBlob);
+      console.log('python', python);
+    }
+    let largeLayer = previous?.largeLayer as LargeLayerFigures;
+    if (CASE !== 'python') {
+      largeLayer = await largeLayerFigures(registry, proxy, bigBlob, dir, files);
+      console.log('large layer', largeLayer);
+    }
+    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT }).toString().trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src', 'bench'], { cwd: ROOT }).toString().trim() !== '';
+    const machine = `${cpus().length}× ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, linux ${release()}`;
+    writeReport({
+      commit: dirty ? `${commit}+uncommitted` : commit, node: process.version, machine, date: new Date().toISOString(), python, largeLayer,
+      ...(CASE === 'all' ? {} : { rerun: CASE }),
+    });
   } finally {
     await proxy.stop();
     await registry.stop();

@@ -7,11 +7,17 @@
  * This is the zTOC consumer's contract, as soci-snapshotter implements it: span i covers the compressed
  * bytes [start(i), end(i)) and the uncompressed bytes [out_i, out_{i+1}); the whole span is inflated from
  * its checkpoint (raw inflate primed with `bits`, window as dictionary) and sliced.
+ *
+ * `fromBytes(bytes, { lazyToc: true })` is for readers that walk the TOC once (the snapshotter's tree
+ * build): the zTOC is checked exactly as `decodeZtoc` checks it, but the TOC stays in the bytes and
+ * `entries()` visits it through one reused view (ztoc/toc-view.ts); `ztoc.toc` decodes it into objects
+ * only if something asks.
  */
 import { createHash } from 'node:crypto';
 import { CorruptLayer } from '../oci/errors.js';
 import { decodeZinfoBlob, inflateSpan, spansFromCheckpoints, type EngineName } from './gzip/index.js';
 import { decodeTarZinfo, decodeZtoc, tarMaxSpanId, tarSpanRange } from './ztoc/index.js';
+import { scanToc, tocVectorPosition, type TocView } from './ztoc/toc-view.js';
 import type { Checkpoint, FileMetadata, Span, Ztoc } from './types.js';
 
 /** Where the layer blob's bytes come from. `read(start, end)` returns exactly blob[start, end). */
@@ -33,6 +39,7 @@ export class ZtocReader {
   readonly #checkpoints: readonly Checkpoint[] | undefined;
   readonly #engine: EngineName;
   #byName: Map<string, FileMetadata> | undefined;
+  #view: TocView | undefined;
 
   constructor(ztoc: Ztoc, opts: { engine?: EngineName } = {}) {
     this.ztoc = ztoc;
@@ -57,8 +64,38 @@ export class ZtocReader {
     }
   }
 
-  static fromBytes(bytes: Uint8Array, opts: { engine?: EngineName } = {}): ZtocReader {
-    return new ZtocReader(decodeZtoc(bytes), opts);
+  static fromBytes(bytes: Uint8Array, opts: { engine?: EngineName; lazyToc?: boolean } = {}): ZtocReader {
+    const vector = opts.lazyToc ? tocVectorPosition(bytes) : -1;
+    if (vector < 0) return new ZtocReader(decodeZtoc(bytes), opts);
+    const view = scanToc(bytes, vector);
+    // Everything but the TOC through the codec (its checks, its span rules): the TOC vector reads as
+    // empty while it runs (synchronously; the bytes are restored before anyone else can see them).
+    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const count = dv.getUint32(vector, true);
+    let z: Ztoc;
+    dv.setUint32(vector, 0, true);
+    try {
+      z = decodeZtoc(bytes);
+    } finally {
+      dv.setUint32(vector, count, true);
+    }
+    let toc: FileMetadata[] | undefined;
+    Object.defineProperty(z, 'toc', {
+      enumerable: true,
+      get: () => (toc ??= decodeZtoc(bytes).toc),
+      set: (v: FileMetadata[]) => void (toc = v),
+    });
+    const reader = new ZtocReader(z, opts);
+    reader.#view = view;
+    return reader;
+  }
+
+  /**
+   * The TOC entries sorted by offset: `ztoc.toc`, or with `lazyToc` one reused view object per visit
+   * (valid until the next entry; copy what you keep).
+   */
+  entries(): Iterable<FileMetadata> {
+    return this.#view ?? this.ztoc.toc;
   }
 
   /** The entry named `path`, as stored in the TOC or cleaned (no leading `./` or `/`). Last one wins. */

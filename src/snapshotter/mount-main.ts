@@ -3,7 +3,8 @@
  * flags, builds the registry client and `SociLayerProvider`, mounts the image's rootfs (core/rootfs.ts) and
  * serves it until SIGINT/SIGTERM, then unmounts everything and logs a summary. `--detach` re-runs this
  * command as a detached child that reports readiness through a pipe (fd 3) and returns once the rootfs is
- * mounted; that parent loads nothing heavy (the child alone imports undici, pino and FUSE). The mounting
+ * mounted; that parent loads nothing heavy (the child alone imports undici, pino and FUSE). The child starts
+ * resolving the image (manifest, SOCI index, zTOCs over node:http) before it loads the rest. The mounting
  * process records its PID and mounts in `.<name>.soci-mount.json` next to the mountpoint; `unmount`
  * signals that PID and waits, then clears whatever is left (`umount -l`, `fusermount -uz`) for a process
  * that died without cleaning up. The mounting process serves FUSE on its
@@ -86,18 +87,44 @@ export async function mountMain(args: string[]): Promise<number> {
   if (!os || !architecture) throw new UsageError('--platform must be OS/ARCH[/VARIANT]');
   const readyFd = v['ready-fd'] === undefined ? undefined : intOpt('ready-fd', v['ready-fd'], 3);
   // Loaded only here: the `--detach` parent above and `unmount` never pay for undici, pino or FUSE. The
-  // image's requests start before pino loads; log lines from that window wait in `early` for the logger.
-  const { RegistryClient, SociLayerProvider, SNAPSHOTTER_CHANNEL, mountRootfs } = await import('./core/index.js');
+  // light modules come first: the image's manifest, SOCI index and zTOC requests (node:http) are in flight
+  // while the rest (undici, the indexer's reader, FUSE, pino) loads. Log lines from before the logger wait
+  // in `early`.
+  const [{ RegistryClient, parseImageRef }, { ImageResolver }, { SnapshotterMetrics, SNAPSHOTTER_CHANNEL }] = await Promise.all([
+    import('./core/registry-client.js'), import('./core/image-resolver.js'), import('./core/metrics.js'),
+  ]);
   let logger: Logger | undefined;
   const early: Array<(l: Logger) => void> = [];
   const log = (f: (l: Logger) => void): void => void (logger === undefined ? early.push(f) : f(logger));
-
+  subscribe(SNAPSHOTTER_CHANNEL, (e) => {
+    const ev = e as { type: string };
+    if (ev.type === 'resolved' || ev.type === 'layer' || ev.type === 'background-done') log((l) => l.info(ev, ev.type));
+    else log((l) => l.debug(ev, ev.type));
+  });
   const client = new RegistryClient({ plainHttp, credentials, timeoutMs: intOpt('fetch-timeout-ms', v['fetch-timeout-ms'], 10_000), retries: intOpt('retries', v.retries, 2) });
+  const metrics = new SnapshotterMetrics();
+  const platform = { os, architecture, ...(variant ? { variant } : {}) };
+  const resolver = new ImageResolver({ client, platform, onEvent: (e) => metrics.emit(e) });
+  const t0 = performance.now();
+  try {
+    // mountRootfs asks again below and gets this resolution; it also reports any failure (a bad ref too).
+    resolver.resolve(parseImageRef(imageRef, defaultHost)).catch(() => undefined);
+  } catch {
+    /* reported by mountRootfs */
+  }
+  // FUSE (fuse-native) is needed once the image resolves, pino at once: all load while the requests are in flight.
+  const loadingPino = import('pino');
+  loadingPino.catch(() => undefined);
+  void import('./fs/index.js').catch(() => undefined);
+  const { SociLayerProvider, mountRootfs } = await import('./core/index.js');
+
   const provider = new SociLayerProvider({
     client,
     cacheDir,
     defaultHost,
-    platform: { os, architecture, ...(variant ? { variant } : {}) },
+    platform,
+    metrics,
+    resolver,
     readTimeoutMs: intOpt('read-timeout-ms', v['read-timeout-ms'], 20_000),
     fetchTimeoutMs: intOpt('fetch-timeout-ms', v['fetch-timeout-ms'], 10_000),
     retries: intOpt('retries', v.retries, 2),
@@ -105,12 +132,6 @@ export async function mountMain(args: string[]): Promise<number> {
     bgQuietMs: intOpt('bg-quiet-ms', v['bg-quiet-ms'], 30_000),
     onReadError: (layerDigest, path, err) => log((l) => l.warn({ layerDigest, path, err: (err as Error).message }, 'read failed (EIO)')),
   });
-  subscribe(SNAPSHOTTER_CHANNEL, (e) => {
-    const ev = e as { type: string };
-    if (ev.type === 'resolved' || ev.type === 'layer' || ev.type === 'background-done') log((l) => l.info(ev, ev.type));
-    else log((l) => l.debug(ev, ev.type));
-  });
-
   let stopping: (() => void) | undefined;
   const stopped = new Promise<void>((r) => (stopping = r));
   let signalled = false;
@@ -122,12 +143,9 @@ export async function mountMain(args: string[]): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
-  const t0 = performance.now();
   const mounting = mountRootfs({ provider, imageRef, mountpoint, stateDir });
   mounting.catch(() => undefined); // handled below, once the logger is up
-  // FUSE (fuse-native) is needed once the image resolves, pino at once: both load while the first requests are in flight.
-  void import('./fs/index.js').catch(() => undefined);
-  const { default: pino } = await import('pino');
+  const { default: pino } = await loadingPino;
   logger = pino({ level: v['log-level'] ?? 'info', base: { pid: process.pid, cmd: 'mount' } }, pino.destination({ dest: 2, sync: true }));
   for (const f of early.splice(0)) f(logger);
   let rootfs: RootfsMount;
@@ -136,6 +154,7 @@ export async function mountMain(args: string[]): Promise<number> {
   } catch (err) {
     logger.error({ err: (err as Error).message }, 'mount failed');
     await provider.close();
+    client.close();
     if (readyFd !== undefined) await report(readyFd, `error ${(err as Error).message.replace(/\n/g, ' ')}\n`);
     throw err;
   }
@@ -152,6 +171,7 @@ export async function mountMain(args: string[]): Promise<number> {
   if (!signalled) await stopped;
   await rootfs.unmount();
   await provider.close();
+  client.close();
   await rm(stateFile(mountpoint), { force: true });
   logger.info({ stats: provider.stats(), uptimeMs: Math.round(performance.now() - t0) }, 'unmounted; summary');
   // Keep-alive sockets or a straggling FUSE handle must not keep a finished mount process around.

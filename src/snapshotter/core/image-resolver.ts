@@ -6,13 +6,15 @@
  * the v2 index type) → every zTOC blob, fetched eagerly and in parallel, digest-verified and decoded. Any
  * failure in the SOCI part means "no SOCI index": every layer is then unpacked, as soci defers to a normal
  * pull. Resolved images are cached per manifest digest; tags are resolved upstream each time, except within
- * `tagTtlMs` (the containerd plugin asks once per layer).
+ * `tagTtlMs` (the containerd plugin asks once per layer) or while the same tag is being resolved. zTOCs are
+ * checked whole but their TOCs stay in the fetched bytes (`ZtocReader` `lazyToc`: a tree build walks them
+ * once); the zTOC reader's code loads while the first requests are in flight.
  */
 import { Annotation, MediaType, isIndexType } from '../../oci/media-types.js';
 import { OciError } from '../../oci/errors.js';
 import { parseIndex, parseManifest } from '../../oci/go-json.js';
 import type { Descriptor, Manifest, Platform } from '../../oci/types.js';
-import { ZtocReader } from '../../indexer/reader.js';
+import type { ZtocReader } from '../../indexer/reader.js';
 import type { ImageRef, RegistryClient } from './registry-client.js';
 
 export interface ResolvedImage {
@@ -50,6 +52,8 @@ export class ImageResolver {
   readonly #onEvent: ImageResolverOptions['onEvent'];
   readonly #byDigest = new Map<string, Promise<ResolvedImage>>();
   readonly #tags = new Map<string, { digest: string; at: number }>();
+  /** Tag resolutions under way (a second ask for the same tag waits for the first). */
+  readonly #pendingTags = new Map<string, Promise<ResolvedImage>>();
 
   constructor(opts: ImageResolverOptions) {
     this.#client = opts.client;
@@ -71,6 +75,17 @@ export class ImageResolver {
       if (hit !== undefined) return hit;
       return this.#cache(key, digest, this.#fromManifest({ ...ref, reference: digest }, undefined));
     }
+    const tagKey = `${key}:${ref.reference}`;
+    const pending = this.#pendingTags.get(tagKey);
+    if (pending !== undefined) return pending;
+    const p = this.#fromTag(ref, key);
+    this.#pendingTags.set(tagKey, p);
+    const forget = (): void => void (this.#pendingTags.get(tagKey) === p && this.#pendingTags.delete(tagKey));
+    p.then(forget, forget);
+    return p;
+  }
+
+  async #fromTag(ref: ImageRef, key: string): Promise<ResolvedImage> {
     const top = await this.#client.getManifest(ref, ACCEPT_ANY);
     let platformDigest = top.digest;
     let manifestBytes: Uint8Array | undefined = top.bytes;
@@ -119,6 +134,8 @@ export class ImageResolver {
   }
 
   async #fetchSoci(ref: ImageRef, sociDigest: string, manifest: Manifest): Promise<ResolvedImage['ztocs']> {
+    const loading = import('../../indexer/reader.js');
+    loading.catch(() => undefined);
     const got = await this.#client.getManifest({ ...ref, reference: sociDigest }, [MediaType.ociManifest]);
     if (got.mediaType !== MediaType.ociManifest) throw new OciError('MANIFEST_INVALID', `served as ${got.mediaType || '(no Content-Type)'}, not ${MediaType.ociManifest}`);
     const soci = parseManifest(got.bytes);
@@ -126,8 +143,9 @@ export class ImageResolver {
     const wanted = soci.layers.filter((z) => z.mediaType === MediaType.sociLayer && z.annotations?.[Annotation.imageLayerDigest] !== undefined);
     const fetched = await Promise.all(wanted.map(async (z) => {
       const bytes = await this.#client.getBlob(ref, z.digest, z.size);
+      const { ZtocReader: Reader } = await loading;
       if (bytes.length !== z.size) throw new OciError('SIZE_INVALID', `zTOC ${z.digest}: ${bytes.length} bytes, descriptor says ${z.size}`);
-      return { layerDigest: z.annotations?.[Annotation.imageLayerDigest] as string, ztocDigest: z.digest, reader: ZtocReader.fromBytes(bytes) };
+      return { layerDigest: z.annotations?.[Annotation.imageLayerDigest] as string, ztocDigest: z.digest, reader: Reader.fromBytes(bytes, { lazyToc: true }) };
     }));
     const map: ResolvedImage['ztocs'] = new Map();
     for (const f of fetched) {

@@ -16,9 +16,9 @@ import type { LayerProvider, LayerRef, MountedLayer } from './types.js';
 import { ImageResolver, type ResolvedImage } from './image-resolver.js';
 import { LazyLayer } from './lazy-layer.js';
 import { SnapshotterMetrics } from './metrics.js';
-import { parseImageRef, type RegistryClient } from './registry-client.js';
+import { parseImageRef, type RangeSourceSpec, type RegistryClient } from './registry-client.js';
 import { unpackLayer } from './unpack.js';
-import { SpanInflater } from '../remote/index.js';
+import { HttpRangeSource, SpanInflater } from '../remote/index.js';
 import type { LayerTree } from '../fs/index.js';
 
 export interface SociLayerProviderOptions {
@@ -39,9 +39,13 @@ export interface SociLayerProviderOptions {
   /** Bound of each layer's span files on disk (default 1 GiB). */
   maxSpanCacheBytes?: number | undefined;
   metrics?: SnapshotterMetrics | undefined;
+  /** The image resolver to use (one started early, say); default one of `client` and `platform` that reports to `metrics`. */
+  resolver?: ImageResolver | undefined;
   /** Called with each failed FUSE read (the reader got EIO). */
   onReadError?: ((layerDigest: string, path: string, err: unknown) => void) | undefined;
 }
+
+const rangeSource = (spec: RangeSourceSpec): HttpRangeSource => new HttpRangeSource(spec.url, spec.options);
 
 interface SharedLayer {
   lazy: LazyLayer;
@@ -62,7 +66,7 @@ export class SociLayerProvider implements LayerProvider {
   constructor(opts: SociLayerProviderOptions) {
     this.#o = opts;
     this.metrics = opts.metrics ?? new SnapshotterMetrics();
-    this.resolver = new ImageResolver({ client: opts.client, ...(opts.platform ? { platform: opts.platform } : {}), onEvent: (e) => this.metrics.emit(e) });
+    this.resolver = opts.resolver ?? new ImageResolver({ client: opts.client, ...(opts.platform ? { platform: opts.platform } : {}), onEvent: (e) => this.metrics.emit(e) });
   }
 
   /** Resolves an image reference (`host/repo:tag`, or `repo:tag` with `defaultHost`). */
@@ -81,7 +85,7 @@ export class SociLayerProvider implements LayerProvider {
       const lazy = new LazyLayer({
         layerDigest: ref.layerDigest,
         reader: z.reader,
-        source: this.#o.client.rangeSource(image.ref, ref.layerDigest, { timeoutMs: this.#o.fetchTimeoutMs ?? 10_000, retries: this.#o.retries ?? 2 }),
+        source: rangeSource(this.#o.client.rangeSourceSpec(image.ref, ref.layerDigest, { timeoutMs: this.#o.fetchTimeoutMs ?? 10_000, retries: this.#o.retries ?? 2 })),
         metrics: this.metrics,
         spanCacheDir: join(this.#o.cacheDir, 'spans'),
         maxDiskBytes: this.#o.maxSpanCacheBytes ?? 1024 ** 3,
@@ -89,7 +93,7 @@ export class SociLayerProvider implements LayerProvider {
         bgQuietMs: this.#o.bgQuietMs,
         inflater: this.#inflater,
       });
-      shared = { lazy, tree: buildLayerTree(z.reader.ztoc.toc), refs: 0 };
+      shared = { lazy, tree: buildLayerTree(z.reader.entries()), refs: 0 };
       this.#layers.set(ref.layerDigest, shared);
     }
     const s = shared;

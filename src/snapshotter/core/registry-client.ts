@@ -1,7 +1,9 @@
 /**
  * The snapshotter's own small registry client (it may not import `src/proxy`): image references,
- * manifests by tag or digest, whole blobs (digest-verified, streamed to a file), and `HttpRangeSource`s
- * for lazy span reads, all over undici. `plainHttp` picks http:// for every host; credentials are sent as
+ * manifests by tag or digest, whole blobs (digest-verified, streamed to a file), and the URL, headers and
+ * limits of a blob's `HttpRangeSource` (remote/, undici) for lazy span reads. Manifests, zTOCs and blobs go
+ * over node:http(s) with keep-alive agents: it loads in a few ms where undici takes ~80, so a mount's first
+ * requests are in flight while the rest of the snapshotter loads. `plainHttp` picks http:// for every host; credentials are sent as
  * Basic; a `401` with a `Bearer` challenge runs the token flow (realm/service/scope, the Basic credentials
  * if any) and the token is kept per host and repository. Network errors, `429` and `5xx` are retried with
  * a short backoff, every attempt under a deadline, so an unreachable registry is an error, never a hang.
@@ -9,10 +11,11 @@
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { rename, unlink } from 'node:fs/promises';
-import { request, type Dispatcher } from 'undici';
+import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Dispatcher } from 'undici';
 import { sha256Stream, verifyDigest } from '../../oci/digest.js';
 import { OciError } from '../../oci/errors.js';
-import { HttpRangeSource } from '../remote/index.js';
 
 export interface ImageRef {
   /** `host[:port]` */
@@ -60,7 +63,35 @@ export interface RegistryClientOptions {
   timeoutMs?: number;
   /** Further attempts after a transient failure (default 2). */
   retries?: number;
+  /** undici dispatcher of the range sources (`rangeSourceOptions`); default undici's global one. */
   dispatcher?: Dispatcher;
+}
+
+/** What `HttpRangeSource` needs to read one blob by ranges. */
+export interface RangeSourceSpec {
+  url: string;
+  options: { headers: Record<string, string>; timeoutMs: number; retries: number; dispatcher?: Dispatcher };
+}
+
+interface Response {
+  statusCode: number;
+  headers: IncomingHttpHeaders;
+  body: IncomingMessage;
+}
+
+async function readBody(body: IncomingMessage): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of body as AsyncIterable<Buffer>) {
+    chunks.push(c);
+    n += c.length;
+  }
+  return chunks.length === 1 ? new Uint8Array((chunks[0] as Buffer).buffer, (chunks[0] as Buffer).byteOffset, n) : new Uint8Array(Buffer.concat(chunks, n));
+}
+
+function dump(body: IncomingMessage): void {
+  body.on('error', () => undefined);
+  body.resume();
 }
 
 export interface FetchedManifest {
@@ -81,9 +112,31 @@ function statusError(status: number, what: string): OciError {
 export class RegistryClient {
   readonly #opts: RegistryClientOptions;
   readonly #tokens = new Map<string, string>();
+  /** Keep-alive agents, so a mount's manifest, index and zTOC requests share connections. */
+  readonly #http = new HttpAgent({ keepAlive: true, maxSockets: 16 });
+  readonly #https = new HttpsAgent({ keepAlive: true, maxSockets: 16 });
 
   constructor(opts: RegistryClientOptions = {}) {
     this.#opts = opts;
+  }
+
+  /** Closes idle keep-alive connections. */
+  close(): void {
+    this.#http.destroy();
+    this.#https.destroy();
+  }
+
+  /** One GET; resolves at the response headers. Errors before them reject (network errors, abort). */
+  #get(url: string | URL, headers: Record<string, string>, signal: AbortSignal): Promise<Response> {
+    const u = typeof url === 'string' ? new URL(url) : url;
+    const https = u.protocol === 'https:';
+    return new Promise((resolve, reject) => {
+      const req = (https ? httpsRequest : httpRequest)(u, { method: 'GET', headers, signal, agent: https ? this.#https : this.#http }, (res) => {
+        resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: res });
+      });
+      req.on('error', reject);
+      req.end();
+    });
   }
 
   url(host: string, path: string): string {
@@ -103,7 +156,7 @@ export class RegistryClient {
     const path = `/v2/${ref.repo}/manifests/${ref.reference}`;
     return this.#withRetries(path, async (signal) => {
       const res = await this.#send(ref, path, { accept: accept.join(', ') }, signal);
-      const bytes = new Uint8Array(await res.body.arrayBuffer());
+      const bytes = await readBody(res.body);
       const mediaType = String(res.headers['content-type'] ?? '').split(';')[0]?.trim() ?? '';
       const digest = ref.reference.includes(':') ? ref.reference : String(res.headers['docker-content-digest'] ?? '') || sha256Of(bytes);
       if (!verifyDigest(bytes, digest)) throw new OciError('DIGEST_INVALID', `${path}: body does not match ${digest}`);
@@ -122,7 +175,7 @@ export class RegistryClient {
     return this.#withRetries(path, async (signal) => {
       const res = await this.#send(ref, path, {}, signal);
       if (size === undefined || (alg !== 'sha256' && alg !== 'sha512')) {
-        const bytes = new Uint8Array(await res.body.arrayBuffer());
+        const bytes = await readBody(res.body);
         if (!verifyDigest(bytes, digest)) throw new OciError('DIGEST_INVALID', `${path}: body does not match its digest`);
         return bytes;
       }
@@ -189,14 +242,20 @@ export class RegistryClient {
     }, timeoutMs);
   }
 
-  /** A Range source for lazy span reads of one blob (after the auth flow has run for this repo). */
-  rangeSource(ref: ImageRef, digest: string, opts: { timeoutMs?: number; retries?: number } = {}): HttpRangeSource {
-    return new HttpRangeSource(this.url(ref.host, `/v2/${ref.repo}/blobs/${digest}`), {
-      headers: this.authHeaders(ref.host, ref.repo),
-      timeoutMs: opts.timeoutMs ?? this.#opts.timeoutMs ?? 30_000,
-      retries: opts.retries ?? this.#opts.retries ?? 2,
-      ...(this.#opts.dispatcher ? { dispatcher: this.#opts.dispatcher } : {}),
-    });
+  /**
+   * URL and options of an `HttpRangeSource` for lazy span reads of one blob (after the auth flow has run
+   * for this repo). The caller builds the source (remote/ brings undici, which this file does not load).
+   */
+  rangeSourceSpec(ref: ImageRef, digest: string, opts: { timeoutMs?: number; retries?: number } = {}): RangeSourceSpec {
+    return {
+      url: this.url(ref.host, `/v2/${ref.repo}/blobs/${digest}`),
+      options: {
+        headers: this.authHeaders(ref.host, ref.repo),
+        timeoutMs: opts.timeoutMs ?? this.#opts.timeoutMs ?? 30_000,
+        retries: opts.retries ?? this.#opts.retries ?? 2,
+        ...(this.#opts.dispatcher ? { dispatcher: this.#opts.dispatcher } : {}),
+      },
+    };
   }
 
   async #withRetries<T>(what: string, fn: (signal: AbortSignal) => Promise<T>, timeoutMs = this.#opts.timeoutMs ?? 30_000): Promise<T> {
@@ -219,21 +278,16 @@ export class RegistryClient {
   }
 
   /** One request with auth; follows a Bearer challenge once. Non-2xx answers become errors. */
-  async #send(ref: ImageRef, path: string, headers: Record<string, string>, signal: AbortSignal): Promise<Dispatcher.ResponseData<unknown>> {
+  async #send(ref: ImageRef, path: string, headers: Record<string, string>, signal: AbortSignal): Promise<Response> {
     for (let round = 0; round < 2; round++) {
-      let res: Dispatcher.ResponseData<unknown>;
+      let res: Response;
       try {
-        res = await request(this.url(ref.host, path), {
-          method: 'GET',
-          headers: { ...headers, ...this.authHeaders(ref.host, ref.repo) },
-          signal,
-          ...(this.#opts.dispatcher ? { dispatcher: this.#opts.dispatcher } : {}),
-        });
+        res = await this.#get(this.url(ref.host, path), { ...headers, ...this.authHeaders(ref.host, ref.repo) }, signal);
       } catch (err) {
         throw new Transient(signal.aborted ? `${path}: timed out` : (err as Error).message);
       }
       if (res.statusCode >= 200 && res.statusCode < 300) return res;
-      await res.body.dump().catch(() => undefined);
+      dump(res.body);
       const challenge = String(res.headers['www-authenticate'] ?? '');
       if (res.statusCode === 401 && round === 0 && /^bearer /i.test(challenge)) {
         await this.#fetchToken(ref, challenge, signal);
@@ -254,19 +308,14 @@ export class RegistryClient {
     if (params.has('service')) u.searchParams.set('service', params.get('service') as string);
     u.searchParams.set('scope', params.get('scope') ?? `repository:${ref.repo}:pull`);
     const c = this.#opts.credentials;
-    const res = await request(u, {
-      method: 'GET',
-      headers: c ? { authorization: `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}` } : {},
-      signal,
-      ...(this.#opts.dispatcher ? { dispatcher: this.#opts.dispatcher } : {}),
-    }).catch((err: Error) => {
+    const res = await this.#get(u, c ? { authorization: `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}` } : {}, signal).catch((err: Error) => {
       throw new Transient(err.message);
     });
     if (res.statusCode !== 200) {
-      await res.body.dump().catch(() => undefined);
+      dump(res.body);
       throw new OciError('UNAUTHORIZED', `token endpoint ${u.origin}${u.pathname}: HTTP ${res.statusCode}`);
     }
-    const body = (await res.body.json()) as { token?: string; access_token?: string };
+    const body = JSON.parse(Buffer.from(await readBody(res.body)).toString('utf8')) as { token?: string; access_token?: string };
     const token = body.token ?? body.access_token;
     if (!token) throw new OciError('UNAUTHORIZED', 'token endpoint answered no token');
     this.#tokens.set(`${ref.host}/${ref.repo}`, token);

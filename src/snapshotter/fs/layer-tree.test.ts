@@ -110,3 +110,24 @@ test('parseModTime', () => {
   assert.deepEqual(parseModTime(''), { ms: 0, ns: 0 });
   assert.deepEqual(parseModTime('2000-01-01T01:00:00+01:00'), { ms: Date.UTC(2000, 0, 1), ns: 0 });
 });
+
+test('the parent-directory shortcut builds the same tree as the walk from the root (any entry sequence)', async () => {
+  const fc = (await import('fast-check')).default;
+  const part = fc.constantFrom('a', 'b', '.wh.a', '.wh.b', '.wh..wh..opq', '.', '..');
+  const name = fc.array(part, { minLength: 1, maxLength: 4 }).chain((ps) => fc.constantFrom(ps.join('/'), `${ps.join('/')}/`, `/${ps.join('/')}`, ps.join('//')));
+  const ent = fc.record({ name, type: fc.constantFrom<FileMetadata['type']>('reg', 'dir', 'dir', 'symlink', 'hardlink'), link: name, mode: fc.integer({ min: 0, max: 0o7777 }) });
+  // `./` before every other name: consecutive names never share a raw prefix, so the shortcut never applies.
+  const outcome = (es: FileMetadata[]): unknown => {
+    try {
+      const t = buildLayerTree(es);
+      return { nodes: [...t.byIno.values()].map((n) => ({ ...n, children: n.children && [...n.children].map(([k, c]) => [k, c.ino]), xattrs: [...n.xattrs] })), rejected: t.rejected.map((r) => r.reason) }; // (names differ by the spelling)
+    } catch (e) {
+      return { code: (e as { code?: string }).code };
+    }
+  };
+  fc.assert(fc.property(fc.array(ent, { maxLength: 40 }), (list) => {
+    const es = list.map((x, i) => entry(x.name, { type: x.type, linkname: x.type === 'hardlink' || x.type === 'symlink' ? x.link : '', mode: x.mode, uncompressedOffset: 512 * (i + 1) }));
+    const spelled = es.map((e, i) => (i % 2 ? { ...e, name: `./${e.name}` } : e));
+    assert.deepEqual(outcome(es), outcome(spelled));
+  }), { numRuns: 2000 });
+});

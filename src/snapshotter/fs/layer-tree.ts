@@ -8,6 +8,9 @@
  * does. Whiteouts take overlay form: `.wh.NAME` becomes a char device 0:0 named NAME unless a real entry of
  * that name is in the same directory; `.wh..wh..opq` is hidden and its directory reports the opaque xattr.
  * `SCHILY.xattr.*` PAX records become xattrs with the prefix stripped. Pure data: no FUSE here.
+ * The entries may come as one reused view object (`ZtocReader.entries()` of a `lazyToc` reader, which also
+ * offers `recordsWithPrefix` so that PAX records other than xattrs are never decoded): nothing here keeps
+ * an entry, only the strings and numbers read from it.
  */
 import { CorruptLayer } from '../../oci/errors.js';
 import type { EntryType, FileMetadata } from '../../indexer/types.js';
@@ -104,7 +107,10 @@ const TYPE_BITS: Record<NodeKind, number> = {
   reg: S_IFREG, dir: S_IFDIR, symlink: S_IFLNK, char: S_IFCHR, block: S_IFBLK, fifo: S_IFIFO,
 };
 
-export function buildLayerTree(toc: readonly FileMetadata[], opts: LayerTreeOptions = {}): LayerTree {
+/** A TOC entry; `recordsWithPrefix`, when offered, returns the PAX records whose key starts with the prefix. */
+export type TreeEntry = FileMetadata & { recordsWithPrefix?(prefix: string): ReadonlyArray<[string, string]> };
+
+export function buildLayerTree(toc: Iterable<TreeEntry>, opts: LayerTreeOptions = {}): LayerTree {
   const opaqueXattrs = opts.opaqueXattrs ?? ['trusted.overlay.opaque'];
   const byIno = new Map<number, LayerNode>();
   const rejected: Array<{ name: string; reason: string }> = [];
@@ -123,7 +129,7 @@ export function buildLayerTree(toc: readonly FileMetadata[], opts: LayerTreeOpti
     byIno.set(node.ino, node);
     return node;
   };
-  const setAttrs = (node: LayerNode, e: FileMetadata): void => {
+  const setAttrs = (node: LayerNode, e: TreeEntry): void => {
     node.mode = TYPE_BITS[node.kind] | (e.mode & PERM_MASK);
     node.uid = e.uid;
     node.gid = e.gid;
@@ -135,13 +141,20 @@ export function buildLayerTree(toc: readonly FileMetadata[], opts: LayerTreeOpti
     node.mtimeMs = t.ms;
     node.mtimeNs = t.ns;
     node.xattrs = noXattrs;
-    for (const [k, v] of e.xattrs) {
+    const records = e.recordsWithPrefix === undefined ? e.xattrs : e.recordsWithPrefix(XATTR_PREFIX);
+    for (const [k, v] of records) {
       if (!k.startsWith(XATTR_PREFIX) || k.length === XATTR_PREFIX.length) continue;
       if (node.xattrs === noXattrs) node.xattrs = new Map();
       node.xattrs.set(k.slice(XATTR_PREFIX.length), Buffer.from(v, 'utf8'));
     }
   };
+  // The parent directory of the last entry, by its raw name prefix: tar order keeps siblings together,
+  // so most entries skip the walk from the root. Any unlink may detach it, so every unlink forgets it.
+  let lastPrefix: string | undefined;
+  let lastParent: LayerNode | undefined;
   const unlink = (node: LayerNode): void => {
+    lastPrefix = undefined;
+    lastParent = undefined;
     node.nlink -= 1;
     if (node.nlink > 0 && node.kind !== 'dir') return;
     byIno.delete(node.ino);
@@ -178,21 +191,45 @@ export function buildLayerTree(toc: readonly FileMetadata[], opts: LayerTreeOpti
   };
 
   for (const e of toc) {
-    const parts = nameComponents(e.name);
-    if (parts === undefined) {
-      rejected.push({ name: e.name, reason: 'name escapes the layer root (..)' });
-      continue;
+    const name = e.name;
+    // Fast path: `prefix/base` with the same raw prefix as the previous entry, and a plain base.
+    let end = name.length;
+    if (end > 0 && name.charCodeAt(end - 1) === 0x2f) end--;
+    const slash = name.lastIndexOf('/', end - 1);
+    let base: string;
+    let parent: LayerNode | undefined;
+    if (lastPrefix !== undefined && slash > 0 && name.startsWith(lastPrefix) && slash === lastPrefix.length && end > slash + 1) {
+      base = name.slice(slash + 1, end);
+      if (base === '.' || base === '..' || base.includes('/')) base = '';
+      else parent = lastParent;
+    } else {
+      base = '';
     }
-    if (parts.length === 0) {
-      if (e.type === 'dir') setAttrs(root, e);
-      else rejected.push({ name: e.name, reason: `root entry of type ${e.type}` });
-      continue;
-    }
-    const base = parts[parts.length - 1] as string;
-    const parent = dirAt(parts, parts.length - 1);
     if (parent === undefined) {
-      rejected.push({ name: e.name, reason: 'a parent is not a directory' });
-      continue;
+      const parts = nameComponents(name);
+      if (parts === undefined) {
+        rejected.push({ name, reason: 'name escapes the layer root (..)' });
+        continue;
+      }
+      if (parts.length === 0) {
+        if (e.type === 'dir') setAttrs(root, e);
+        else rejected.push({ name, reason: `root entry of type ${e.type}` });
+        continue;
+      }
+      base = parts[parts.length - 1] as string;
+      parent = dirAt(parts, parts.length - 1);
+      if (parent === undefined) {
+        rejected.push({ name, reason: 'a parent is not a directory' });
+        continue;
+      }
+      // Remember the parent under this raw prefix only when the name has the plain form `prefix/base[/]`.
+      if (slash > 0 && name.slice(slash + 1, end) === base) {
+        lastPrefix = name.slice(0, slash);
+        lastParent = parent;
+      } else {
+        lastPrefix = undefined;
+        lastParent = undefined;
+      }
     }
     const children = parent.children as Map<string, LayerNode>;
     const existing = children.get(base);
