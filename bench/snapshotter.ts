@@ -187,7 +187,7 @@ function writeReport(result: Result): void {
 
 commit ${result.commit}, node ${result.node}, ${result.machine}, ${result.date}.
 Command: \`npm run build && node --import tsx bench/snapshotter.ts${result.rerun ? ` --case ${result.rerun}` : ''}\` (the CLI runs from dist/cli.js). Docker-registry,
-proxy (\`--span-size ${SPAN_SIZE} --min-layer-size 65536\`) and mount process on loopback in one run, on a shared
+proxy (\`--span-size ${SPAN_SIZE} --min-layer-size 65536 --no-cache-blobs\`, so every span read reaches the registry and is counted) and mount process on loopback in one run, on a shared
 2-core machine (other work may run at the same time: expect noise).
 
 ## python3.11 first output (same image for both cases: ${mb(python.imageBytes)} of gzip layers)
@@ -226,7 +226,7 @@ async function main(): Promise<void> {
     throw new Error(`--case ${CASE} takes the other part's figures from ${previousFile}: run the whole bench once first`);
   }
   const registry = await startRegistry({ dir: join(work.path, 'registry') });
-  const proxy = await startProxy({ upstream: registry.url, dir: join(work.path, 'proxy'), extraArgs: ['--cache-dir', join(work.path, 'proxy-cache'), '--min-layer-size', '65536', '--span-size', String(SPAN_SIZE), '--index-mode', 'wait', '--log-level', 'warn'], timeoutMs: 60_000 });
+  const proxy = await startProxy({ upstream: registry.url, dir: join(work.path, 'proxy'), extraArgs: ['--cache-dir', join(work.path, 'proxy-cache'), '--min-layer-size', '65536', '--span-size', String(SPAN_SIZE), '--index-mode', 'wait', '--log-level', 'warn', '--no-cache-blobs'], timeoutMs: 60_000 }); // span reads pass through: the registry log counts them
   try {
     const { tgz, dir } = await bigLayer();
     const bigBlob = readFileSync(tgz);
