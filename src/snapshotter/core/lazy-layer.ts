@@ -5,11 +5,15 @@
  * spans, so it sees the same thing whether reads come through `read`/`readCached` (every read) or through
  * `contentFile.ensure` (only misses): a read reaching span i while span i−1 was just read or filled by
  * read-ahead continues a forward stream and fetches the next PREFETCH_SPANS spans (PREFETCH_BATCH adjacent
- * spans per range request, inflated and written on the `SpanInflater` worker). A walk that reaches
- * `scanSpans` distinct spans within `scanWindowMs` (a full scan, `tar c`, `find | xargs cat`) starts the
- * bulk fill: the rest of the layer, from just past the reader, BULK_BATCH spans per request with
- * BULK_DEPTH requests outstanding (the next batch is fetched while the worker inflates the current one);
- * on-demand misses never queue behind it (they are fetched alone and inflated on this thread). The timed
+ * spans per range request, the PREFETCH_FIRST right after the reader in a request of their own so they land
+ * first; inflated and written on the `SpanInflater` workers). A walk that reaches `scanSpans` distinct
+ * spans within `scanWindowMs` (a full scan, `tar c`, `find | xargs cat`) starts the
+ * bulk fill: the rest of the layer, from just past the reader, BULK_BATCH spans per request, at most
+ * BULK_FETCHES requests at a time (so the batch next to the reader arrives first) and up to BULK_DEPTH
+ * batches fetched and not yet inflated, which keeps every worker busy (inflating is the fill's bottleneck); read-ahead pauses
+ * while it runs. An on-demand miss is claimed before read-ahead looks at it, so it never joins a batch:
+ * it is fetched alone and inflated on this thread, or, if a batch already has it, hurried to the head of
+ * the workers' queue. The timed
  * filler fetches one missing span every `bgFetchPeriodMs` once no on-demand read has come for `bgQuietMs`.
  * Both fillers need a span file and only fill its free room (they never evict); read-ahead may evict.
  *
@@ -25,9 +29,13 @@ import type { FetchKind, SnapshotterMetrics } from './metrics.js';
 const PREFETCH_SPANS = 16;
 /** Adjacent spans fetched in one range request by read-ahead. */
 const PREFETCH_BATCH = 8;
-/** Adjacent spans per range request of the bulk fill, and requests outstanding. */
+/** The read-ahead request of the spans right after the reader is this small: the reader needs them first. */
+const PREFETCH_FIRST = 2;
+/** Adjacent spans per range request of the bulk fill, and batches fetched or being fetched and not yet inflated. */
 const BULK_BATCH = 8;
-const BULK_DEPTH = 2;
+const BULK_DEPTH = 4;
+/** Range requests of the bulk fill outstanding at once. */
+const BULK_FETCHES = 2;
 /** After a failed bulk batch, the bulk fill waits this long before it may start again. */
 const BULK_BACKOFF_MS = 10_000;
 
@@ -53,6 +61,8 @@ export interface LazyLayerOptions {
   inflater?: SpanInflater | undefined;
   /** Punches a span's hole at eviction (tests); default `fallocate --punch-hole`. */
   punchHole?: ((path: string, offset: number, length: number) => Promise<void>) | undefined;
+  /** How long presence marks gather before one fdatasync persists them (default 2000 ms). */
+  persistDelayMs?: number | undefined;
 }
 
 export class LazyLayer implements LayerContent {
@@ -117,6 +127,7 @@ export class LazyLayer implements LayerContent {
       memorySpans: opts.memorySpans ?? 256,
       inflater: opts.inflater,
       punchHole: opts.punchHole,
+      persistDelayMs: opts.persistDelayMs,
     });
     const f = this.fetcher.file;
     this.contentFile = f === undefined ? undefined : { path: f.path, spanStarts: f.spanStarts, present: f.present, ensure: (first, last) => this.ensure(first, last) };
@@ -154,8 +165,11 @@ export class LazyLayer implements LayerContent {
     this.#demandInFlight++;
     this.#lastDemand = Date.now();
     try {
+      // Claimed as a demand first (each missing span fetched alone, inflated here), then read-ahead: so
+      // read-ahead never takes the very spans a reader waits on into a batch.
+      const wait = this.#as('demand', lo, hi, () => this.fetcher.ensure(lo, hi));
       this.#access(lo, hi);
-      await this.#as('demand', lo, hi, () => this.fetcher.ensure(lo, hi));
+      await wait;
     } finally {
       this.#demandInFlight--;
       this.#lastDemand = Date.now();
@@ -170,8 +184,9 @@ export class LazyLayer implements LayerContent {
     this.#lastDemand = Date.now();
     const t0 = performance.now();
     try {
+      const reading = this.#as('demand', first, last, () => this.fetcher.read(offset, length));
       this.#access(first, last);
-      const data = await this.#as('demand', first, last, () => this.fetcher.read(offset, length));
+      const data = await reading;
       this.#metrics.emit({ type: 'read', layerDigest: this.layerDigest, bytes: length, ms: performance.now() - t0 });
       return data;
     } finally {
@@ -192,20 +207,22 @@ export class LazyLayer implements LayerContent {
   #access(first: number, last: number): void {
     const now = Date.now();
     let fresh = false;
+    // When span id − 1 was read before this read (one read across a span boundary is no stream).
+    let prevSeen = this.#touched.get(first - 1);
     for (let id = first; id <= last; id++) {
       const seen = this.#touched.get(id);
+      const prev = prevSeen;
+      prevSeen = seen;
       this.#touched.set(id, now);
       const wasPrefetched = this.#prefetched.delete(id);
       if (seen !== undefined && now - seen < this.#scanWindow) continue;
       fresh = true;
-      let forward = wasPrefetched;
+      let forward = wasPrefetched || (prev !== undefined && now - prev < this.#scanWindow);
       // Spans read ahead and skipped over (read without a miss through the native server) count as read.
       for (let p = id - 1; p >= 0 && this.#prefetched.delete(p); p--) {
         this.#touched.set(p, now);
         forward = true;
       }
-      const prev = this.#touched.get(id - 1);
-      if (prev !== undefined && now - prev < this.#scanWindow) forward = true;
       if (forward) this.#readAhead(id);
     }
     this.#frontier = last;
@@ -218,6 +235,7 @@ export class LazyLayer implements LayerContent {
   }
 
   #readAhead(from: number): void {
+    if (this.#bulk !== undefined) return; // the bulk fill reads ahead of the reader already
     const n = this.#reader.spans.length;
     let batch: number[] = [];
     const flush = (): void => {
@@ -238,7 +256,7 @@ export class LazyLayer implements LayerContent {
         continue;
       }
       batch.push(next);
-      if (batch.length >= PREFETCH_BATCH) flush();
+      if (batch.length >= (batch[0] === from + 1 ? PREFETCH_FIRST : PREFETCH_BATCH)) flush();
     }
     flush();
   }
@@ -277,6 +295,7 @@ export class LazyLayer implements LayerContent {
 
   async #bulkFill(): Promise<void> {
     const running = new Set<Promise<boolean>>();
+    const fetching = new Set<Promise<void>>();
     let failed = false;
     while (!this.#closed && !failed) {
       const batch = this.#nextMissing(BULK_BATCH);
@@ -287,11 +306,18 @@ export class LazyLayer implements LayerContent {
       }
       const first = batch[0] as number;
       const last = batch[batch.length - 1] as number;
+      let fetched!: () => void;
+      const arrived = new Promise<void>((r) => (fetched = r));
       const p: Promise<boolean> = this.#as('background', first, last, async () => {
-        await this.fetcher.prefetch(batch);
+        await this.fetcher.prefetch(batch, fetched);
         return this.fetcher.ensure(first, last).then(() => true, () => false); // waits for single-span retries
       }).finally(() => running.delete(p));
       running.add(p);
+      // At most BULK_FETCHES range requests at a time, so the batch next to the reader arrives first (many
+      // concurrent requests share the bandwidth and all arrive late); the workers inflate earlier batches.
+      const landed: Promise<void> = Promise.race([arrived, p.then(() => undefined, () => undefined)]).finally(() => fetching.delete(landed));
+      fetching.add(landed);
+      if (fetching.size >= BULK_FETCHES) await Promise.race(fetching);
       if (running.size >= BULK_DEPTH) failed = !(await Promise.race(running));
     }
     const all = await Promise.all(running);
@@ -305,6 +331,11 @@ export class LazyLayer implements LayerContent {
     this.#done = true;
     this.#metrics.emit({ type: 'background-done', layerDigest: this.layerDigest });
     this.#stopBackground();
+  }
+
+  /** Starts the bulk fill now (a small layer fetched whole right after mount); on-demand misses still go first. */
+  fillAll(): void {
+    this.#startBulk();
   }
 
   /** Resolves when the bulk fill (if one runs) has stopped (tests). */

@@ -96,7 +96,8 @@ export class HttpRangeSource implements RangeSource {
         await res.body.dump().catch(() => undefined);
         throw new OciError('RANGE_INVALID', `${this.blobUrl}: Content-Range "${cr}" does not match bytes ${start}-${end - 1}`);
       }
-      const out = new Uint8Array(end - start);
+      // Shared memory: the spans in it go to inflate worker threads as views, with no copy.
+      const out = new Uint8Array(new SharedArrayBuffer(end - start));
       let filled = 0;
       try {
         for await (const chunk of res.body as AsyncIterable<Uint8Array>) {

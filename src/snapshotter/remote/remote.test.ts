@@ -157,3 +157,63 @@ test('with a SpanInflater (worker thread): exact content, batches, mismatches re
     await inflater.close();
   }
 });
+
+test('SpanInflater pool: every span of a batch reported once as it lands, exact bytes; hurry; a closed pool rejects', async () => {
+  const inflater = new SpanInflater({ threads: 2 });
+  try {
+    assert.equal(inflater.threads, 2);
+    const n = reader.spans.length;
+    assert.ok(n >= 5, `fixture has ${n} spans`);
+    const first = reader.spans[0]!;
+    const last = reader.spans[n - 1]!;
+    const buf = Uint8Array.from(blob.subarray(first.start, last.end));
+    const parts = reader.spans.map((s) => ({ id: s.id, from: s.start - first.start, to: s.end - first.start, digest: s.digest, length: s.outEnd - s.outStart }));
+    const seen: number[] = [];
+    const p = inflater.inflate(reader, () => reader.ztoc.checkpoints, buf, parts, undefined, (i, o) => {
+      assert.ok(o.ok && o.data !== undefined, `span ${i} ok`);
+      seen.push(i);
+    });
+    inflater.hurry(reader, n - 1); // queued (or already on a worker): either way it still lands exactly once
+    const out = await p;
+    assert.deepEqual([...seen].sort((a, b) => a - b), parts.map((_, i) => i), 'each span reported once, before the promise resolves');
+    const plain = new SpanFetcher({ reader, source: new CountingSource(), layerDigest: layer.layerDigest });
+    for (let i = 0; i < n; i++) {
+      const o = out[i]!;
+      assert.ok(o.ok && o.data !== undefined);
+      assert.ok(Buffer.from(o.data).equals(await plain.getSpan(i)), `span ${i} bytes`);
+    }
+    // A span whose bytes do not match its digest is reported as such, the others still land.
+    const bad = Uint8Array.from(blob.subarray(first.start, last.end));
+    const at = parts[1]!.from;
+    bad[at] = (bad[at] ?? 0) ^ 1;
+    const res = await inflater.inflate(reader, () => reader.ztoc.checkpoints, bad, parts.slice(0, 3));
+    assert.deepEqual(res.map((o) => (o.ok ? 'ok' : o.reason)), ['ok', 'digest', 'ok']);
+  } finally {
+    await inflater.close();
+  }
+  await assert.rejects(inflater.inflate(reader, () => reader.ztoc.checkpoints, new Uint8Array(1), [{ id: 0, from: 0, to: 1, digest: 'sha256:00', length: 1 }]));
+});
+
+test('span file marks: gathered, persisted only after the delay or at flush, and reloaded', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'span-marks-'));
+  try {
+    // A delay no test run reaches, so "not yet on disk" cannot depend on the machine's speed.
+    const opts = { reader, source: new CountingSource(), layerDigest: layer.layerDigest, cacheDir: dir, persistDelayMs: 600_000 };
+    const f = new SpanFetcher(opts);
+    const file = f.file!;
+    const marks = (): number[] => [...readFileSync(file.presentPath).subarray(16)];
+    await f.ensure(0, 2);
+    assert.deepEqual([file.present[0], file.present[1], file.present[2]], [1, 1, 1], 'present in memory at once');
+    assert.deepEqual(marks().slice(0, 3), [0, 0, 0], 'not on disk yet (the delay gathers marks)');
+    await file.flush();
+    assert.deepEqual(marks().slice(0, 3), [1, 1, 1], 'flush persists them at once');
+    await f.ensure(3, 3);
+    await f.close();
+    assert.equal(marks()[3], 1, 'close persists the rest');
+    const g = new SpanFetcher(opts);
+    assert.deepEqual([...g.file!.present].slice(0, 4), [1, 1, 1, 1], 'reloaded');
+    await g.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -8,9 +8,11 @@
  * fetch. `ensure(first, last)` makes spans present; `readCached` copies any range of present spans with
  * one synchronous pread (page cache), so a small read never re-reads a whole span; `read` does both.
  * `prefetch(ids)` fetches a run of adjacent spans in one range request (each still checked against its own
- * digest); with a `SpanInflater` the run is checked, inflated and written to the sparse file on its worker
- * thread, so the inflated bytes never cross threads. A span a reader waits on alone (`ensure`, `getSpan`)
- * is done on this thread: no thread hop on that path.
+ * digest); with a `SpanInflater` its spans are checked, inflated and written to the sparse file on the
+ * worker threads, in parallel, so the inflated bytes never cross threads, and each span is marked present
+ * (its waiters released) as soon as it lands, not when its whole run has. `ensure` of a span still queued
+ * for a worker moves it to the head of the queue. A span a reader waits on that no one is fetching
+ * (`ensure`, `getSpan`) is fetched alone and done on this thread: no thread hop on that path.
  */
 import { LRUCache } from 'lru-cache';
 import { CorruptLayer } from '../../oci/errors.js';
@@ -35,6 +37,8 @@ export interface SpanFetcherOptions {
   inflater?: SpanInflater | undefined;
   /** Punches a span's hole at eviction (tests); default `fallocate --punch-hole`. */
   punchHole?: ((path: string, offset: number, length: number) => Promise<void>) | undefined;
+  /** How long presence marks gather before one fdatasync persists them (`SpanFileOptions`; default 2000 ms). */
+  persistDelayMs?: number | undefined;
 }
 
 export interface SpanFetcherStats {
@@ -69,7 +73,7 @@ export class SpanFetcher {
       sizeCalculation: (v) => Math.max(1, v.length),
     });
     this.file = opts.cacheDir === undefined ? undefined : new SpanFile({
-      dir: opts.cacheDir, layerDigest: opts.layerDigest, spans: opts.reader.spans, maxBytes: opts.maxDiskBytes, punchHole: opts.punchHole,
+      dir: opts.cacheDir, layerDigest: opts.layerDigest, spans: opts.reader.spans, maxBytes: opts.maxDiskBytes, punchHole: opts.punchHole, persistDelayMs: opts.persistDelayMs,
     });
   }
 
@@ -103,7 +107,10 @@ export class SpanFetcher {
     const waits: Array<Promise<unknown>> = [];
     for (let id = Math.max(0, first); id <= last && id < this.reader.spans.length; id++) {
       if (this.isPresent(id)) this.stats.diskHits++;
-      else waits.push(this.#start(id));
+      else {
+        if (this.#inflight.has(id)) this.#inflater?.hurry(this.reader, id); // a reader waits on it
+        waits.push(this.#start(id));
+      }
     }
     if (waits.length > 0) await Promise.all(waits);
   }
@@ -181,10 +188,14 @@ export class SpanFetcher {
   /**
    * Fetches the spans of `ids` (ascending, adjacent) that are not stored and not in flight, as one range
    * request for the first adjacent run; resolves when they are stored. Errors are left to a later read.
+   * `onFetched` is called once the range request has ended (or at once when there is nothing to fetch).
    */
-  async prefetch(ids: readonly number[]): Promise<void> {
+  async prefetch(ids: readonly number[], onFetched?: () => void): Promise<void> {
     const want = ids.filter((id) => id >= 0 && id < this.reader.spans.length && !this.has(id));
-    if (want.length === 0 || this.#closed) return;
+    if (want.length === 0 || this.#closed) {
+      onFetched?.();
+      return;
+    }
     let n = 1;
     while (n < want.length && want[n] === (want[n - 1] as number) + 1) n++;
     const run = want.slice(0, n);
@@ -209,36 +220,44 @@ export class SpanFetcher {
     } catch {
       all = undefined;
     }
+    onFetched?.();
     if (all !== undefined && first !== undefined && last !== undefined && all.length !== last.end - first.start) all = undefined;
-    const outcomes = all !== undefined && first !== undefined ? await this.#inflateBatch(all, first.start, run) : undefined;
     const stores: Array<Promise<void>> = [];
-    for (const [i, id] of run.entries()) {
+    // Each span is settled as soon as it lands, not when its whole batch has.
+    const land = (i: number, o: Uint8Array | 'written' | undefined): void => {
+      const id = run[i] as number;
       const s = settle.get(id) as Settle;
-      const o = outcomes?.[i];
       if (o === 'written') {
         this.file?.markWritten(id);
         s.resolve(undefined);
-        continue;
+      } else if (o !== undefined) {
+        stores.push(this.#store(id, o).then(() => s.resolve(o), s.reject));
+      } else {
+        // A failed or mismatched span falls back to the checked single-span path.
+        this.file?.release(id);
+        this.#inflight.delete(id);
+        this.#start(id).then(s.resolve, s.reject);
       }
-      if (o !== undefined) {
-        stores.push(this.#store(id, o).then(() => s.resolve(o)));
-        continue;
-      }
-      // A failed or mismatched batch falls back to the checked single-span path for this span.
-      this.file?.release(id);
-      this.#inflight.delete(id);
-      this.#start(id).then(s.resolve, s.reject);
-    }
+    };
+    if (all !== undefined && first !== undefined) await this.#inflateBatch(all, first.start, run, land);
+    else run.forEach((_, i) => land(i, undefined));
     await Promise.all(stores);
   }
 
   /**
-   * Each span of `ids` (adjacent, `buf` holding their compressed bytes from blob offset `base`) checked and
-   * inflated — its bytes, or 'written' when the worker wrote them to the span file (reserved here first) —
-   * or undefined where it did not match its digest or failed. `buf` is consumed.
+   * Checks and inflates each span of `ids` (adjacent, `buf` holding their compressed bytes from blob
+   * offset `base`) and calls `land(i, outcome)` once per span as soon as it is done: its bytes, 'written'
+   * when a worker wrote them to the span file (reserved here first), or undefined where it did not match
+   * its digest or failed. Spans the workers could not take are done on this thread.
    */
-  async #inflateBatch(buf: Uint8Array, base: number, ids: readonly number[]): Promise<Array<Uint8Array | 'written' | undefined>> {
+  async #inflateBatch(buf: Uint8Array, base: number, ids: readonly number[], land: (i: number, o: Uint8Array | 'written' | undefined) => void): Promise<void> {
     const spans = ids.map((id) => this.reader.spans[id]);
+    const landed = new Array<boolean>(ids.length).fill(false);
+    const once = (i: number, o: Uint8Array | 'written' | undefined): void => {
+      if (landed[i] === true) return;
+      landed[i] = true;
+      land(i, o);
+    };
     if (this.#inflater !== undefined && spans.every((s) => s !== undefined)) {
       const f = this.file;
       const toFile: boolean[] = [];
@@ -249,27 +268,26 @@ export class SpanFetcher {
         if (toFile[i] === true) part.outOffset = s.outStart;
         return part;
       });
-      const out = await this.#inflater.inflate(this.reader, () => this.reader.ztoc.checkpoints, buf, parts, f?.path).catch(() => undefined);
-      if (out !== undefined) {
-        return out.map((o: InflateOutcome, i) => {
-          if (!o.ok) return undefined;
-          if (o.data === undefined) return toFile[i] === true ? 'written' : undefined;
-          if (toFile[i] === true) f?.release(ids[i] as number);
-          return o.data;
-        });
-      }
-      ids.forEach((id, i) => toFile[i] === true && f?.release(id));
-      if (buf.buffer.byteLength === 0) return ids.map(() => undefined); // transferred, then the worker died
+      const each = (i: number, o: InflateOutcome): void => {
+        if (!o.ok) return once(i, undefined);
+        if (o.data === undefined) return once(i, toFile[i] === true ? 'written' : undefined);
+        if (toFile[i] === true) f?.release(ids[i] as number);
+        once(i, o.data);
+      };
+      const ok = await this.#inflater.inflate(this.reader, () => this.reader.ztoc.checkpoints, buf, parts, f?.path, each).then(() => true, () => false);
+      if (ok) return;
+      ids.forEach((id, i) => landed[i] !== true && toFile[i] === true && f?.release(id));
     }
-    return ids.map((id, i) => {
+    ids.forEach((id, i) => {
+      if (landed[i] === true) return;
       const s = spans[i];
-      if (s === undefined) return undefined;
+      if (s === undefined) return once(i, undefined);
       const part = buf.subarray(s.start - base, s.end - base);
-      if (!this.reader.verifySpan(id, part)) return undefined;
+      if (!this.reader.verifySpan(id, part)) return once(i, undefined);
       try {
-        return this.reader.decompressSpan(id, part);
+        once(i, this.reader.decompressSpan(id, part));
       } catch {
-        return undefined;
+        once(i, undefined);
       }
     });
   }

@@ -6,8 +6,10 @@
  * (`fallocate --punch-hole`), so a reader that checks, preads and checks again never uses a punched range.
  * Presence survives the process in `<hex>.present` (a 16-byte header: magic and a fingerprint of the span
  * layout, then one byte per span). A span is marked there only after an `fdatasync` of the tar file that
- * follows its write, and unmarked before its hole is punched, so a crash can lose a mark but never mark
- * bytes that are not on disk; on open only marked spans that the file is long enough to hold are trusted.
+ * follows its write (marks gather for `persistDelayMs`, so one fdatasync covers many spans and the writes
+ * of a fill are not forced out span by span), and unmarked before its hole is punched, so a crash can lose
+ * marks but never mark bytes that are not on disk; on open only marked spans that the file is long enough
+ * to hold are trusted.
  * Spans kept are bounded by `maxBytes` (inflated bytes), least recently used first out. One process owns a
  * layer's file at a time (the snapshotter is one process); two processes sharing a cache dir would not see
  * each other's evictions.
@@ -33,6 +35,12 @@ export interface SpanFileOptions {
   spans: readonly SpanRange[];
   /** Bound of the spans kept, in inflated bytes (default 512 MiB). */
   maxBytes?: number | undefined;
+  /**
+   * How long marks gather before one `fdatasync` persists them all (default 2000 ms; `flush`/`close` do it
+   * at once). Each fdatasync forces the file's dirty pages out while spans are still being written, which
+   * slows those writes; a crash loses at most this long's marks (the spans are refetched), never more.
+   */
+  persistDelayMs?: number | undefined;
   /** Punches a hole (default: `fallocate --punch-hole`); a failure leaves the bytes allocated but unmarked. */
   punchHole?: ((path: string, offset: number, length: number) => Promise<void>) | undefined;
 }
@@ -65,6 +73,9 @@ export class SpanFile {
   #bytes = 0;
   #toMark: number[] = [];
   #marking: Promise<void> | undefined;
+  /** Ends the current gathering of marks early (flush, close). */
+  #hurry: (() => void) | undefined;
+  readonly #persistDelay: number;
   #closed = false;
   /** Holes punched (for tests and stats). */
   evictions = 0;
@@ -77,6 +88,7 @@ export class SpanFile {
     this.present = new Uint8Array(new SharedArrayBuffer(Math.max(1, n))).subarray(0, n);
     this.maxBytes = opts.maxBytes ?? 512 * 1024 * 1024;
     this.#punch = opts.punchHole ?? fallocatePunch;
+    this.#persistDelay = Math.max(0, opts.persistDelayMs ?? 2000);
     mkdirSync(opts.dir, { recursive: true });
     const hex = opts.layerDigest.replace(/^sha256:/, '').replace(/[^0-9a-zA-Z]/g, '_');
     this.path = join(opts.dir, `${hex}.tar`);
@@ -197,7 +209,17 @@ export class SpanFile {
 
   /** fdatasync the tar file, then persist the marks of spans written before it (still present). */
   async #persistMarks(): Promise<void> {
-    await new Promise((r) => setImmediate(r)); // gather the marks of one batch
+    await new Promise<void>((r) => {
+      // gather the marks written meanwhile; the timer is unref'd (close and flush end the wait themselves)
+      const t = this.#persistDelay > 0 ? setTimeout(r, this.#persistDelay) : setImmediate(r);
+      if (this.#persistDelay > 0) (t as NodeJS.Timeout).unref();
+      this.#hurry = () => {
+        if (this.#persistDelay > 0) clearTimeout(t as NodeJS.Timeout);
+        else clearImmediate(t as NodeJS.Immediate);
+        r();
+      };
+    });
+    this.#hurry = undefined;
     const ids = this.#toMark;
     this.#toMark = [];
     try {
@@ -213,7 +235,10 @@ export class SpanFile {
 
   /** Waits until every mark set so far is persisted (tests, shutdown). */
   async flush(): Promise<void> {
-    while (this.#marking !== undefined) await this.#marking;
+    while (this.#marking !== undefined) {
+      this.#hurry?.();
+      await this.#marking;
+    }
   }
 
   /** Moves spans `first..last` to the most recently used end. */
