@@ -15,8 +15,8 @@
 import { spawn } from 'node:child_process';
 import { subscribe } from 'node:diagnostics_channel';
 import { createHash } from 'node:crypto';
-import { closeSync, openSync, write as fsWrite, close as fsClose } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -27,6 +27,7 @@ import { exec, type RootfsMount } from './core/rootfs.js';
 const USAGE = `usage: soci-proxy mount IMAGE_REF MOUNTPOINT [--registry URL] [--cache-dir DIR] [--detach] [--plain-http]
          [--user USER:PASSWORD] [--platform OS/ARCH] [--read-timeout-ms N] [--fetch-timeout-ms N] [--retries N]
          [--bg-fetch-period-ms N (default 500, 0 = off)] [--bg-quiet-ms N (default 30000)] [--log-level L]
+         [--fill-layer-bytes N (layers of at most N compressed bytes are fetched whole at mount; default 5242880, 0 = off)]
        soci-proxy unmount MOUNTPOINT [--timeout-ms N]`;
 
 class UsageError extends Error {
@@ -62,6 +63,7 @@ export async function mountMain(args: string[]): Promise<number> {
       registry: { type: 'string' }, 'cache-dir': { type: 'string' }, detach: { type: 'boolean' }, 'plain-http': { type: 'boolean' },
       user: { type: 'string' }, platform: { type: 'string' }, 'read-timeout-ms': { type: 'string' }, 'fetch-timeout-ms': { type: 'string' },
       retries: { type: 'string' }, 'bg-fetch-period-ms': { type: 'string' }, 'bg-quiet-ms': { type: 'string' }, 'log-level': { type: 'string' },
+      'fill-layer-bytes': { type: 'string' },
       'ready-fd': { type: 'string' },
     },
   });
@@ -130,6 +132,7 @@ export async function mountMain(args: string[]): Promise<number> {
     retries: intOpt('retries', v.retries, 2),
     bgFetchPeriodMs: intOpt('bg-fetch-period-ms', v['bg-fetch-period-ms'], 500),
     bgQuietMs: intOpt('bg-quiet-ms', v['bg-quiet-ms'], 30_000),
+    fillLayerBytes: intOpt('fill-layer-bytes', v['fill-layer-bytes'], 5 * 1024 * 1024),
     onReadError: (layerDigest, path, err) => log((l) => l.warn({ layerDigest, path, err: (err as Error).message }, 'read failed (EIO)')),
   });
   let stopping: (() => void) | undefined;
@@ -163,7 +166,9 @@ export async function mountMain(args: string[]): Promise<number> {
     layers: rootfs.layers.map((l, i) => ({ digest: rootfs.image.manifest.layers[i]?.digest ?? '', dir: l.dir, lazy: l.lazy })),
     startedAt: new Date().toISOString(),
   };
-  await writeFile(stateFile(mountpoint), `${JSON.stringify(state, null, 2)}\n`);
+  // Synchronous: a few hundred bytes next to the mountpoint, while the libuv pool may be busy with the
+  // span files of layers being filled (fdatasync), which would hold back the readiness report.
+  writeFileSync(stateFile(mountpoint), `${JSON.stringify(state, null, 2)}\n`);
   logger.info({ mountpoint, manifestDigest: state.manifestDigest, sociIndex: rootfs.image.sociIndexDigest ?? null, noIndexReason: rootfs.image.noIndexReason, lazy: state.layers.filter((l) => l.lazy).length, unpacked: state.layers.filter((l) => !l.lazy).length, ms: Math.round(performance.now() - t0) }, 'mounted');
   if (readyFd !== undefined) await report(readyFd, 'ready\n');
   else process.stdout.write(`mounted ${imageRef} at ${mountpoint}\n`);
@@ -179,8 +184,19 @@ export async function mountMain(args: string[]): Promise<number> {
   return 0;
 }
 
+/** Writes `line` to the readiness pipe and closes it; synchronous, so a busy libuv pool cannot delay it. */
 function report(fd: number, line: string): Promise<void> {
-  return new Promise((resolve) => fsWrite(fd, line, () => fsClose(fd, () => resolve())));
+  try {
+    writeSync(fd, line);
+  } catch {
+    /* the parent is gone: nothing to tell */
+  }
+  try {
+    closeSync(fd);
+  } catch {
+    /* already closed */
+  }
+  return Promise.resolve();
 }
 
 /** Starts this command again as a detached child and waits for its `ready`/`error` line on fd 3. */

@@ -19,7 +19,7 @@ import { SnapshotterMetrics } from './metrics.js';
 import { parseImageRef, type RangeSourceSpec, type RegistryClient } from './registry-client.js';
 import { unpackLayer } from './unpack.js';
 import { HttpRangeSource, SpanInflater } from '../remote/index.js';
-import type { LayerTree } from '../fs/index.js';
+import type { LayerTree, NativeTable } from '../fs/index.js';
 
 export interface SociLayerProviderOptions {
   client: RegistryClient;
@@ -36,6 +36,11 @@ export interface SociLayerProviderOptions {
   retries?: number | undefined;
   bgFetchPeriodMs?: number | undefined;
   bgQuietMs?: number | undefined;
+  /**
+   * Layers of at most this many compressed bytes are fetched whole as soon as they are mounted (the bulk
+   * fill, BULK_BATCH spans per request; on-demand misses still go first). Default 0: none.
+   */
+  fillLayerBytes?: number | undefined;
   /** Bound of each layer's span files on disk (default 1 GiB). */
   maxSpanCacheBytes?: number | undefined;
   metrics?: SnapshotterMetrics | undefined;
@@ -49,7 +54,8 @@ const rangeSource = (spec: RangeSourceSpec): HttpRangeSource => new HttpRangeSou
 
 interface SharedLayer {
   lazy: LazyLayer;
-  tree: LayerTree;
+  /** The native server's table, built straight from the zTOC's TOC; the tree for fuse-native (or a fallback). */
+  tree: LayerTree | NativeTable;
   refs: number;
 }
 
@@ -79,7 +85,7 @@ export class SociLayerProvider implements LayerProvider {
     const image = await this.resolve(ref.imageRef, ref.manifestDigest);
     const z = image.ztocs.get(ref.layerDigest);
     if (z === undefined) return undefined;
-    const { buildLayerTree, mountLayer } = await import('../fs/index.js'); // fuse-native loads only when needed
+    const { buildLayerTree, buildNativeTable, mountLayer, nativeFuseAvailable } = await import('../fs/index.js'); // fuse-native loads only when needed
     let shared = this.#layers.get(ref.layerDigest);
     if (shared === undefined) {
       const lazy = new LazyLayer({
@@ -93,7 +99,10 @@ export class SociLayerProvider implements LayerProvider {
         bgQuietMs: this.#o.bgQuietMs,
         inflater: this.#inflater,
       });
-      shared = { lazy, tree: buildLayerTree(z.reader.entries()), refs: 0 };
+      if (z.reader.ztoc.compressedArchiveSize <= (this.#o.fillLayerBytes ?? 0)) lazy.fillAll();
+      const view = nativeFuseAvailable() ? z.reader.tocView() : undefined;
+      const table = view === undefined ? undefined : buildNativeTable(view); // undefined: a name the tree must decode
+      shared = { lazy, tree: table ?? buildLayerTree(z.reader.entries()), refs: 0 };
       this.#layers.set(ref.layerDigest, shared);
     }
     const s = shared;

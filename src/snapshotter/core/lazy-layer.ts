@@ -7,7 +7,7 @@
  * read-ahead continues a forward stream and fetches the next PREFETCH_SPANS spans (PREFETCH_BATCH adjacent
  * spans per range request, the PREFETCH_FIRST right after the reader in a request of their own so they land
  * first; inflated and written on the `SpanInflater` workers). A walk that reaches `scanSpans` distinct
- * spans within `scanWindowMs` (a full scan, `tar c`, `find | xargs cat`) starts the
+ * spans (and at least 32 MiB of them) within `scanWindowMs` (a full scan, `tar c`, `find | xargs cat`) starts the
  * bulk fill: the rest of the layer, from just past the reader, BULK_BATCH spans per request, at most
  * BULK_FETCHES requests at a time (so the batch next to the reader arrives first) and up to BULK_DEPTH
  * batches fetched and not yet inflated, which keeps every worker busy (inflating is the fill's bottleneck); read-ahead pauses
@@ -36,6 +36,8 @@ const BULK_BATCH = 8;
 const BULK_DEPTH = 4;
 /** Range requests of the bulk fill outstanding at once. */
 const BULK_FETCHES = 2;
+/** The default scan threshold also needs this many uncompressed bytes of distinct spans. */
+const SCAN_BYTES = 32 * 1024 * 1024;
 /** After a failed bulk batch, the bulk fill waits this long before it may start again. */
 const BULK_BACKOFF_MS = 10_000;
 
@@ -53,7 +55,7 @@ export interface LazyLayerOptions {
   bgFetchPeriodMs?: number | undefined;
   /** Default 30000. */
   bgQuietMs?: number | undefined;
-  /** Distinct spans read within `scanWindowMs` that start the bulk fill (default max(8, spans/16); 0 never). */
+  /** Distinct spans read within `scanWindowMs` that start the bulk fill (default max(8, spans/16, 32 MiB of spans); 0 never). */
   scanSpans?: number | undefined;
   /** Default 5000. */
   scanWindowMs?: number | undefined;
@@ -100,7 +102,11 @@ export class LazyLayer implements LayerContent {
     this.#metrics = opts.metrics;
     this.#period = opts.bgFetchPeriodMs ?? 500;
     this.#quiet = opts.bgQuietMs ?? 30_000;
-    this.#scanSpans = opts.scanSpans ?? Math.max(8, Math.ceil(opts.reader.spans.length / 16));
+    const spans = opts.reader.spans;
+    const avgSpan = spans.length > 0 ? Math.max(1, ((spans[spans.length - 1]?.outEnd ?? 0) - (spans[0]?.outStart ?? 0)) / spans.length) : 1;
+    // A scan is many spans AND many bytes: with small spans a program's start (python's imports) touches dozens
+    // of spans while reading little of each, and must not pull in the whole layer.
+    this.#scanSpans = opts.scanSpans ?? Math.max(8, Math.ceil(spans.length / 16), Math.ceil(SCAN_BYTES / avgSpan));
     this.#scanWindow = opts.scanWindowMs ?? 5000;
     for (const s of opts.reader.spans) if (!this.#startToId.has(s.start)) this.#startToId.set(s.start, s.id);
     const counted: RangeSource = {
