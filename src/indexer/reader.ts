@@ -98,6 +98,11 @@ export class ZtocReader {
     return this.#view ?? this.ztoc.toc;
   }
 
+  /** The checked TOC read in place (`fromBytes` with `lazyToc`), for one-pass consumers; else undefined. */
+  tocView(): TocView | undefined {
+    return this.#view;
+  }
+
   /** The entry named `path`, as stored in the TOC or cleaned (no leading `./` or `/`). Last one wins. */
   find(path: string): FileMetadata | undefined {
     if (!this.#byName) {

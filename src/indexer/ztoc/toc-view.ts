@@ -158,24 +158,93 @@ export class TocEntryView implements FileMetadata {
 
   /** The PAX records whose key starts with `prefix` (ASCII), decoding only those. */
   recordsWithPrefix(prefix: string): Array<[string, string]> {
-    const b = this.#bytes;
-    const p = b.field(this.#pos, this.#vt, F.xattrs);
-    if (p < 0) return NO_RECORDS;
-    const v = p + b.v.getUint32(p, true);
-    const n = b.v.getUint32(v, true);
-    let out: Array<[string, string]> | undefined;
-    for (let i = 0; i < n; i++) {
-      const t = v + 4 + 4 * i + b.v.getUint32(v + 4 + 4 * i, true);
-      const vt = t - b.v.getInt32(t, true);
-      const k = b.str(t, vt, 0, 'toc.xattrs');
-      const kn = k < 0 ? 0 : b.v.getUint32(k, true);
-      if (kn < prefix.length) continue;
-      let match = true;
-      for (let j = 0; j < prefix.length && match; j++) match = b.b[k + 4 + j] === prefix.charCodeAt(j);
-      if (!match) continue;
-      (out ??= []).push([b.decode(k), b.decode(b.str(t, vt, 1, 'toc.xattrs'))]);
-    }
-    return out ?? NO_RECORDS;
+    return records(this.#bytes, this.#pos, this.#vt, prefix);
+  }
+}
+
+/** The PAX records of the entry table at `pos` (vtable `vt`, checked) whose key starts with `prefix`. */
+function records(b: Bytes, pos: number, vt: number, prefix: string): Array<[string, string]> {
+  const p = b.field(pos, vt, F.xattrs);
+  if (p < 0) return NO_RECORDS;
+  const v = p + b.v.getUint32(p, true);
+  const n = b.v.getUint32(v, true);
+  let out: Array<[string, string]> | undefined;
+  for (let i = 0; i < n; i++) {
+    const t = v + 4 + 4 * i + b.v.getUint32(v + 4 + 4 * i, true);
+    const tvt = t - b.v.getInt32(t, true);
+    const k = b.str(t, tvt, 0, 'toc.xattrs');
+    const kn = k < 0 ? 0 : b.v.getUint32(k, true);
+    if (kn < prefix.length) continue;
+    let match = true;
+    for (let j = 0; j < prefix.length && match; j++) match = b.b[k + 4 + j] === prefix.charCodeAt(j);
+    if (!match) continue;
+    (out ??= []).push([b.decode(k), b.decode(b.str(t, tvt, 1, 'toc.xattrs'))]);
+  }
+  return out ?? NO_RECORDS;
+}
+
+/**
+ * A cursor over a `TocView` for one-pass consumers that read names as bytes (the snapshotter's native
+ * table build): `load(k)` reads entry k (offset order) without decoding a string; `name`, `linkname` and
+ * `modTime` are positions of the strings' u32 length prefixes in `bytes` (the text follows; -1 when
+ * absent), already bounds-checked by `scanToc`. Valid until the next `load`.
+ */
+export class TocCursor {
+  readonly bytes: Uint8Array;
+  readonly length: number;
+  type: EntryType = 'reg';
+  uncompressedOffset = 0;
+  uncompressedSize = 0;
+  mode = 0;
+  uid = 0;
+  gid = 0;
+  devmajor = 0;
+  devminor = 0;
+  name = -1;
+  linkname = -1;
+  modTime = -1;
+  #b: Bytes;
+  #load: (k: number) => void;
+  #pos = 0;
+  #vt = 0;
+
+  constructor(b: Bytes, length: number, at: (k: number) => { pos: number; vt: number; offset: number; size: number; type: EntryType }) {
+    this.#b = b;
+    this.bytes = b.b;
+    this.length = length;
+    this.#load = (k) => {
+      const e = at(k);
+      this.#pos = e.pos;
+      this.#vt = e.vt;
+      this.type = e.type;
+      this.uncompressedOffset = e.offset;
+      this.uncompressedSize = e.size;
+    };
+  }
+
+  load(k: number): void {
+    this.#load(k);
+    const b = this.#b;
+    const pos = this.#pos;
+    const vt = this.#vt;
+    this.name = b.str(pos, vt, F.name, 'toc');
+    this.linkname = b.str(pos, vt, F.linkname, 'toc');
+    this.modTime = b.str(pos, vt, F.modTime, 'toc');
+    this.mode = b.int64(pos, vt, F.mode, 'toc.mode', false);
+    this.uid = b.uint32(pos, vt, F.uid, 'toc.uid');
+    this.gid = b.uint32(pos, vt, F.gid, 'toc.gid');
+    this.devmajor = b.int64(pos, vt, F.devmajor, 'toc.devmajor', false);
+    this.devminor = b.int64(pos, vt, F.devminor, 'toc.devminor', false);
+  }
+
+  /** The string at position `s` (from `name`, `linkname`, `modTime`) as `TocEntryView` decodes it; '' for -1. */
+  text(s: number): string {
+    return this.#b.decode(s);
+  }
+
+  /** The current entry's PAX records whose key starts with `prefix` (ASCII), decoding only those. */
+  recordsWithPrefix(prefix: string): Array<[string, string]> {
+    return records(this.#b, this.#pos, this.#vt, prefix);
   }
 }
 
@@ -199,6 +268,20 @@ export class TocView {
     this.#size = size;
     this.#type = type;
     this.#order = order;
+  }
+
+  /** A cursor over the same entries in the same order that decodes no string (see `TocCursor`). */
+  cursor(): TocCursor {
+    const at = { pos: 0, vt: 0, offset: 0, size: 0, type: 'reg' as EntryType };
+    return new TocCursor(this.#bytes, this.length, (k) => {
+      const i = this.#order === undefined ? k : (this.#order[k] as number);
+      at.pos = this.#pos[i] as number;
+      at.vt = this.#vt[i] as number;
+      at.offset = this.#offset[i] as number;
+      at.size = this.#size[i] as number;
+      at.type = this.#type[i] as EntryType;
+      return at;
+    });
   }
 
   /** The entries sorted by offset (as `decodeZtoc` returns them), all through one reused view. */

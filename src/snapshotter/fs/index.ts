@@ -6,3 +6,4 @@
 export { buildLayerTree, makedev, parseModTime, nameComponents, type LayerNode, type LayerTree, type LayerTreeOptions, type NodeKind } from './layer-tree.js';
 export { mountLayer, layerOps, type LayerContent, type LayerContentFile, type MountLayerOptions, type MountedLayer } from './layer-fs.js';
 export { mountNativeLayer, nativeFuseAvailable, serializeTree, type NativeMountedLayer, type NativeTable } from './native-fs.js';
+export { buildNativeTable } from './native-table.js';

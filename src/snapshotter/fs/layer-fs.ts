@@ -17,7 +17,7 @@ import { execFile } from 'node:child_process';
 import { constants } from 'node:os';
 import type { FuseOps, FuseStat } from 'fuse-native';
 import type { LayerNode, LayerTree } from './layer-tree.js';
-import { mountNativeLayer, nativeFuseAvailable } from './native-fs.js';
+import { mountNativeLayer, nativeFuseAvailable, type NativeTable } from './native-fs.js';
 
 /**
  * A layer's uncompressed tar stream kept in one sparse file at its own offsets, so a native FUSE server can
@@ -181,10 +181,15 @@ export function layerOps(tree: LayerTree, content: LayerContent, opts: MountLaye
   return ops;
 }
 
-/** Mounts `tree` at `mountpoint` (created if missing); resolves once the kernel has initialised it. */
-export async function mountLayer(mountpoint: string, tree: LayerTree, content: LayerContent, opts: MountLayerOptions = {}): Promise<MountedLayer> {
+/**
+ * Mounts `layer` at `mountpoint` (created if missing); resolves once the kernel has initialised it. A
+ * `NativeTable` (see native-table.ts) mounts with the native server only: fuse-native needs the tree.
+ */
+export async function mountLayer(mountpoint: string, layer: LayerTree | NativeTable, content: LayerContent, opts: MountLayerOptions = {}): Promise<MountedLayer> {
   const backend = opts.backend ?? 'auto';
-  if (backend === 'native' || (backend === 'auto' && nativeFuseAvailable())) return mountNativeLayer(mountpoint, tree, content, opts);
+  if (backend === 'native' || (backend === 'auto' && nativeFuseAvailable())) return mountNativeLayer(mountpoint, layer, content, opts);
+  if (!('root' in layer)) throw new Error('a native table mounts with the native FUSE server only (fuse-native needs the LayerTree)');
+  const tree = layer;
   const { default: FuseNative } = await import('fuse-native');
   const readTimeout = opts.readTimeoutMs ?? 20_000;
   const cacheSeconds = opts.cacheSeconds ?? 3600;

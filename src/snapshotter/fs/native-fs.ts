@@ -12,7 +12,7 @@
 import { createRequire } from 'node:module';
 import { mkdirSync, statSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import type { LayerNode, LayerTree } from './layer-tree.js';
+import type { LayerTree } from './layer-tree.js';
 import type { LayerContent, MountLayerOptions, MountedLayer } from './layer-fs.js';
 
 const EIO = 5;
@@ -152,19 +152,28 @@ export function serializeTree(tree: LayerTree): NativeTable {
   return { nodes, dirents, xattrs, strings: strings.subarray(0, pos), statBlocks: blocks, statFiles: tree.byIno.size };
 }
 
-/** The path of the node with inode `ino` (first found), for error reports only: a walk of the tree. */
-function pathOf(tree: LayerTree, target: LayerNode): string {
-  const walk = (n: LayerNode, prefix: string): string | undefined => {
-    for (const [name, c] of n.children ?? []) {
-      if (c === target) return `${prefix}/${name}`;
-      if (c.children !== undefined) {
-        const p = walk(c, `${prefix}/${name}`);
-        if (p !== undefined) return p;
-      }
+/** The path of inode `ino` in `t` (a first link of it), for error reports only: scans of the table. */
+function pathInTable(t: NativeTable, ino: number): string {
+  const u32 = new Uint32Array(t.nodes.buffer, t.nodes.byteOffset, t.nodes.byteLength >>> 2);
+  const nnodes = t.nodes.byteLength / (REC_F64 * 8);
+  const parts: string[] = [];
+  let cur = ino;
+  while (cur !== 1 && parts.length < 4096) {
+    let d = 0;
+    while (d * 3 < t.dirents.length && t.dirents[d * 3] !== cur) d++;
+    if (d * 3 >= t.dirents.length) return `<inode ${ino}>`;
+    const at = t.dirents[d * 3 + 1] as number;
+    parts.push(Buffer.from(t.strings.buffer, t.strings.byteOffset + at, t.dirents[d * 3 + 2] as number).toString('utf8'));
+    let parent = 0;
+    for (let i = 1; i < nnodes && parent === 0; i++) {
+      const u = i * REC_U32;
+      const first = u32[u + 12] as number;
+      if (((u32[u + 6] as number) & 0o170000) === 0o040000 && u32[u + 17] === 1 && d >= first && d < first + (u32[u + 13] as number)) parent = i;
     }
-    return undefined;
-  };
-  return target === tree.root ? '/' : walk(tree.root, '') ?? `<inode ${target.ino}>`;
+    if (parent === 0) return `<inode ${ino}>`;
+    cur = parent;
+  }
+  return `/${parts.reverse().join('/')}`;
 }
 
 function spanAt(starts: Float64Array, off: number): number {
@@ -188,8 +197,11 @@ export interface NativeMountedLayer extends MountedLayer {
   stats(): { fastReads: number; slowReads: number; pending: number; pushed: number; ops: Record<'lookup' | 'getattr' | 'open' | 'read' | 'opendir' | 'readdir' | 'readdirplus' | 'other', number> };
 }
 
-/** Mounts `tree` at `mountpoint` with the native server; resolves once the kernel has initialised it. */
-export async function mountNativeLayer(mountpoint: string, tree: LayerTree, content: LayerContent, opts: MountLayerOptions = {}): Promise<NativeMountedLayer> {
+/**
+ * Mounts `layer` (a tree, serialized here, or a table already built, say by `buildNativeTable`) at
+ * `mountpoint` with the native server; resolves once the kernel has initialised it.
+ */
+export async function mountNativeLayer(mountpoint: string, layer: LayerTree | NativeTable, content: LayerContent, opts: MountLayerOptions = {}): Promise<NativeMountedLayer> {
   const a = addon();
   if (a === undefined) throw new Error(`native FUSE server unavailable (build/Release/soci_fuse.node: ${loadError})`);
   const readTimeout = opts.readTimeoutMs ?? 20_000;
@@ -200,8 +212,7 @@ export async function mountNativeLayer(mountpoint: string, tree: LayerTree, cont
     if ((err as NodeJS.ErrnoException).code === 'ENOTCONN') a.lazyUnmount(mountpoint); // a stale FUSE mount
     else mkdirSync(mountpoint, { recursive: true });
   }
-  const table = serializeTree(tree);
-  const byId = (i: number): LayerNode | undefined => tree.byIno.get(i === 1 ? tree.root.ino : i === tree.root.ino ? 1 : i);
+  const table = 'root' in layer ? serializeTree(layer) : layer;
   const file = content.contentFile;
   const timers = new Set<NodeJS.Timeout>();
   let handle: object | undefined;
@@ -215,8 +226,7 @@ export async function mountNativeLayer(mountpoint: string, tree: LayerTree, cont
       clearTimeout(timer);
       timers.delete(timer);
       a.replyError(h, token, EIO);
-      const node = byId(ino);
-      opts.onReadError?.(node === undefined ? `<inode ${ino}>` : pathOf(tree, node), err);
+      opts.onReadError?.(pathInTable(table, ino), err);
     };
     const done = (): void => {
       settled = true;
