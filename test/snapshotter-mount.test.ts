@@ -10,8 +10,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { nativeFuseAvailable } from '../src/snapshotter/fs/index.js';
 import {
   buildImage, freePort, mixedImage, pushImage, pythonImage, randomBytes, runCommand, startDaemon, startRegistry, tempDir, textBytes,
   type BuiltImage, type Daemon, type Registry,
@@ -194,6 +195,18 @@ describe('soci-proxy mount', { skip }, () => {
     assert.ok(c.checked > 300, `checked ${c.checked} entries`);
     await unmount(mp);
     assert.deepEqual(fuseMounts().filter((l) => l.includes(work.path)), []);
+    // The mount's summary (its log, info level) counts what the kernel asked the native FUSE servers.
+    const logs = readdirSync(join(work.path, 'cache-py', 'mounts')).filter((f) => f.endsWith('.log'));
+    const summary = logs.flatMap((f) => readFileSync(join(work.path, 'cache-py', 'mounts', f), 'utf8').split('\n'))
+      .filter((l) => l.includes('unmounted; summary')).map((l) => JSON.parse(l) as { stats: { fuse: { reads: number; kernel: { ops: Record<string, number>; fastReads: number; slowReads: number } } } })[0];
+    assert.ok(summary, 'the mount logged its summary');
+    const k = summary.stats.fuse.kernel;
+    if (nativeFuseAvailable()) {
+      assert.ok((k.ops.lookup ?? 0) + (k.ops.readdirplus ?? 0) > 0, JSON.stringify(k));
+      assert.ok(k.fastReads + k.slowReads > 0 && (k.ops.read ?? 0) >= k.fastReads + k.slowReads, JSON.stringify(k));
+    } else {
+      assert.ok(summary.stats.fuse.reads > 0);
+    }
     assert.equal(existsSync(join(work.path, '.py.soci-mount.json')), false);
     assert.throws(() => process.kill(state.pid, 0), 'the mount process has exited');
   });

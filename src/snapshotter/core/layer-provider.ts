@@ -15,7 +15,7 @@ import { OciError } from '../../oci/errors.js';
 import type { LayerProvider, LayerRef, MountedLayer } from './types.js';
 import { ImageResolver, type ResolvedImage } from './image-resolver.js';
 import { LazyLayer } from './lazy-layer.js';
-import { SnapshotterMetrics } from './metrics.js';
+import { addKernelStats, emptyKernelStats, SnapshotterMetrics, type FuseKernelStats } from './metrics.js';
 import { parseImageRef, type RangeSourceSpec, type RegistryClient } from './registry-client.js';
 import { unpackLayer } from './unpack.js';
 import { HttpRangeSource, SpanInflater } from '../remote/index.js';
@@ -66,6 +66,9 @@ export class SociLayerProvider implements LayerProvider {
   readonly #layers = new Map<string, SharedLayer>();
   readonly #mounts = new Set<MountedLayer>();
   readonly #hits = { memory: 0, disk: 0 };
+  /** Kernel-side counts of lazy mounts already unmounted, and the live mounts that report them. */
+  readonly #kernel: FuseKernelStats = emptyKernelStats();
+  readonly #live = new Set<{ stats(): Parameters<typeof addKernelStats>[1] }>();
   /** One worker thread checks and inflates the spans of every layer, off the thread that answers FUSE. */
   readonly #inflater = new SpanInflater();
 
@@ -122,12 +125,15 @@ export class SociLayerProvider implements LayerProvider {
       throw err;
     }
     this.metrics.emit({ type: 'layer', layerDigest: ref.layerDigest, mode: 'lazy', dir, ms: performance.now() - t0 });
+    const counted = 'stats' in fuse && typeof fuse.stats === 'function' ? (fuse as typeof fuse & { stats(): Parameters<typeof addKernelStats>[1] }) : undefined;
+    if (counted) this.#live.add(counted);
     let done: Promise<void> | undefined;
     const mounted: MountedLayer = {
       dir,
       lazy: true,
       unmount: () => {
         done ??= fuse.unmount().finally(() => {
+          if (counted && this.#live.delete(counted)) addKernelStats(this.#kernel, counted.stats());
           this.#mounts.delete(mounted);
           this.#release(ref.layerDigest, s);
         });
@@ -140,7 +146,7 @@ export class SociLayerProvider implements LayerProvider {
 
   #release(digest: string, s: SharedLayer): void {
     if (--s.refs > 0) return;
-    s.lazy.close();
+    void s.lazy.close().catch(() => undefined); // persists the span file's marks
     this.#inflater.drop(s.lazy.fetcher.reader);
     this.#hits.memory += s.lazy.fetcher.stats.memoryHits;
     this.#hits.disk += s.lazy.fetcher.stats.diskHits;
@@ -175,12 +181,14 @@ export class SociLayerProvider implements LayerProvider {
       s.cacheHits.memory += l.lazy.fetcher.stats.memoryHits;
       s.cacheHits.disk += l.lazy.fetcher.stats.diskHits;
     }
+    s.fuse.kernel = addKernelStats(emptyKernelStats(), this.#kernel);
+    for (const m of this.#live) addKernelStats(s.fuse.kernel, m.stats());
     return s;
   }
 
   async close(): Promise<void> {
     await Promise.allSettled([...this.#mounts].map((m) => m.unmount()));
-    for (const l of this.#layers.values()) l.lazy.close();
+    await Promise.allSettled([...this.#layers.values()].map((l) => l.lazy.close()));
     await this.#inflater.close();
   }
 }

@@ -26,8 +26,33 @@ export interface SnapshotterStats {
   spanErrors: number;
   /** Span requests answered from the memory or disk cache (summed from the span fetchers). */
   cacheHits: { memory: number; disk: number };
-  fuse: { reads: number; readBytes: number; readErrors: number };
+  /**
+   * `reads`/`readBytes`/`readErrors`: reads that reached JS. `kernel`: what the native FUSE server saw, over
+   * every lazy mount (requests by kind, reads answered in C from the span file vs handed to JS, files pushed
+   * into the page cache by the list prefetch); all zero under fuse-native.
+   */
+  fuse: { reads: number; readBytes: number; readErrors: number; kernel: FuseKernelStats };
   layers: { lazy: number; unpacked: number; unpackedBytes: number };
+}
+
+export interface FuseKernelStats {
+  ops: Record<string, number>;
+  fastReads: number;
+  slowReads: number;
+  pushed: number;
+}
+
+export function emptyKernelStats(): FuseKernelStats {
+  return { ops: {}, fastReads: 0, slowReads: 0, pushed: 0 };
+}
+
+/** Adds `b` into `a`. */
+export function addKernelStats(a: FuseKernelStats, b: { ops: Record<string, number>; fastReads: number; slowReads: number; pushed: number }): FuseKernelStats {
+  for (const [k, v] of Object.entries(b.ops)) a.ops[k] = (a.ops[k] ?? 0) + v;
+  a.fastReads += b.fastReads;
+  a.slowReads += b.slowReads;
+  a.pushed += b.pushed;
+  return a;
 }
 
 export function emptyStats(): SnapshotterStats {
@@ -35,7 +60,7 @@ export function emptyStats(): SnapshotterStats {
     spans: { demand: { count: 0, bytes: 0, ms: 0 }, prefetch: { count: 0, bytes: 0, ms: 0 }, background: { count: 0, bytes: 0, ms: 0 } },
     spanErrors: 0,
     cacheHits: { memory: 0, disk: 0 },
-    fuse: { reads: 0, readBytes: 0, readErrors: 0 },
+    fuse: { reads: 0, readBytes: 0, readErrors: 0, kernel: emptyKernelStats() },
     layers: { lazy: 0, unpacked: 0, unpackedBytes: 0 },
   };
 }
