@@ -2,7 +2,8 @@
 # soci_gzip (native/gzip_engine.c): zlib comes from node's own headers; the symbols resolve against the
 # node binary at load time, so there is deliberately no -lz here.
 # soci_sendfile (native/sendfile.c): zero-copy blob serving for the proxy (src/proxy/native-sendfile.ts).
-# soci_fuse (native/fuse_layer.c): the low-level libfuse3 layer server; built only when
+# soci_fuse (native/fuse_layer.c + fuse_{table,ops,read,session}.c, private header fuse_layer.h): the low-level
+# libfuse3 layer server; built only when
 # `pkg-config --exists fuse3` succeeds, so a machine without libfuse3-dev still gets soci_gzip.
 {
   "variables": {
@@ -27,7 +28,7 @@
       "targets": [
         {
           "target_name": "soci_fuse",
-          "sources": ["native/fuse_layer.c"],
+          "sources": ["native/fuse_layer.c", "native/fuse_table.c", "native/fuse_ops.c", "native/fuse_read.c", "native/fuse_session.c"],
           "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "<!@(pkg-config --cflags fuse3)"],
           "defines": ["NAPI_VERSION=8"],
           "libraries": ["<!@(pkg-config --libs fuse3)"]

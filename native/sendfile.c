@@ -6,8 +6,11 @@
  * docker-registry (Go, sendfile) sends the same file at 1–1.1 GB/s (bench/results/proxy.md). This addon
  * sends a byte range of an open file straight to a connected, non-blocking TCP socket from its own thread:
  * sendfile until EAGAIN, poll for POLLOUT (bounded by a stall timeout), repeat. It works on a dup of the
- * socket descriptor, so Node closing its socket mid-transfer can never redirect the bytes to a reused
- * descriptor; `abort` shuts the dup down, which ends the transfer with EPIPE at once.
+ * socket descriptor and a dup of the file descriptor, so Node closing either mid-transfer can never redirect
+ * the bytes to (or take them from) a reused descriptor; `abort` shuts the socket dup down, which ends the
+ * transfer with EPIPE at once. The thread blocks every signal (they stay with Node's threads), and offset and
+ * length must be integers with offset + length below 2^53, or start throws. A process that exits
+ * mid-transfer just ends it: the kernel closes the dups and the peer sees a short body.
  *
  * JS API (N-API 8):
  *   start(socketFd, fileFd, offset, length, stallTimeoutMs, done(errno, sent)) -> id
@@ -17,6 +20,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
+#include <signal.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -30,11 +35,11 @@
 typedef struct job {
   int id;
   int sock; /* our dup of the socket */
-  int file;
+  int file; /* our dup of the file */
   int64_t offset, length, sent;
   int timeout_ms;
   int err;
-  volatile int aborted;
+  int aborted; /* atomic: set by abort on the JS thread */
   napi_threadsafe_function tsfn;
   pthread_t thread;
   struct job *next;
@@ -46,7 +51,7 @@ static int next_id = 1;
 
 static void *run(void *arg) {
   job_t *j = (job_t *)arg;
-  while (j->sent < j->length && !j->aborted) {
+  while (j->sent < j->length && !__atomic_load_n(&j->aborted, __ATOMIC_ACQUIRE)) {
     off_t off = (off_t)(j->offset + j->sent);
     int64_t left = j->length - j->sent;
     size_t want = left > (1 << 30) ? (size_t)(1 << 30) : (size_t)left;
@@ -79,8 +84,13 @@ static void *run(void *arg) {
       break;
     }
   }
-  if (j->aborted && j->err == 0 && j->sent < j->length) j->err = ECANCELED;
-  napi_call_threadsafe_function(j->tsfn, j, napi_tsfn_blocking);
+  if (__atomic_load_n(&j->aborted, __ATOMIC_ACQUIRE) && j->err == 0 && j->sent < j->length) j->err = ECANCELED;
+  if (napi_call_threadsafe_function(j->tsfn, j, napi_tsfn_blocking) != napi_ok) {
+    /* the environment is shutting down: finish will never run, so drop the descriptors here */
+    close(j->sock);
+    close(j->file);
+    pthread_detach(pthread_self());
+  }
   return NULL;
 }
 
@@ -100,6 +110,7 @@ static void finish(napi_env env, napi_value cb, void *context, void *data) {
   pthread_join(j->thread, NULL);
   unlink_job(j);
   close(j->sock);
+  close(j->file);
   if (env != NULL && cb != NULL) {
     napi_value argv[2], undef;
     napi_create_int32(env, j->err, &argv[0]);
@@ -127,16 +138,26 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
       napi_get_value_double(env, argv[2], &offset) != napi_ok || napi_get_value_double(env, argv[3], &length) != napi_ok ||
       napi_get_value_int32(env, argv[4], &timeout) != napi_ok)
     return throw_err(env, "bad arguments");
-  if (sock < 0 || file < 0 || offset < 0 || length < 0) return throw_err(env, "bad arguments");
+  /* NaN and infinities fail these comparisons too; 2^53 keeps the int64 and off_t arithmetic exact */
+  if (sock < 0 || file < 0 || !(offset >= 0) || !(length >= 0) || offset != floor(offset) || length != floor(length) ||
+      !(offset + length < 9007199254740992.0))
+    return throw_err(env, "bad arguments");
   int dupfd = fcntl(sock, F_DUPFD_CLOEXEC, 3);
   if (dupfd < 0) return throw_err(env, strerror(errno));
+  int dupfile = fcntl(file, F_DUPFD_CLOEXEC, 3);
+  if (dupfile < 0) {
+    int e = errno;
+    close(dupfd);
+    return throw_err(env, strerror(e));
+  }
   job_t *j = calloc(1, sizeof(job_t));
   if (j == NULL) {
     close(dupfd);
+    close(dupfile);
     return throw_err(env, "out of memory");
   }
   j->sock = dupfd;
-  j->file = file;
+  j->file = dupfile;
   j->offset = (int64_t)offset;
   j->length = (int64_t)length;
   j->timeout_ms = timeout > 0 ? timeout : 60000;
@@ -144,18 +165,26 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
   napi_create_string_utf8(env, "soci_sendfile", NAPI_AUTO_LENGTH, &name);
   if (napi_create_threadsafe_function(env, argv[5], NULL, name, 0, 1, NULL, NULL, NULL, finish, &j->tsfn) != napi_ok) {
     close(dupfd);
+    close(dupfile);
     free(j);
     return throw_err(env, "threadsafe function");
   }
   pthread_mutex_lock(&jobs_lock);
-  j->id = next_id++;
+  j->id = next_id;
+  next_id = next_id == INT32_MAX ? 1 : next_id + 1;
   j->next = jobs;
   jobs = j;
   pthread_mutex_unlock(&jobs_lock);
-  if (pthread_create(&j->thread, NULL, run, j) != 0) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  int rc = pthread_create(&j->thread, NULL, run, j);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0) {
     unlink_job(j);
     napi_release_threadsafe_function(j->tsfn, napi_tsfn_abort);
     close(dupfd);
+    close(dupfile);
     free(j);
     return throw_err(env, "pthread_create failed");
   }
@@ -173,7 +202,7 @@ static napi_value js_abort(napi_env env, napi_callback_info info) {
   pthread_mutex_lock(&jobs_lock);
   for (job_t *j = jobs; j; j = j->next) {
     if (j->id == id) {
-      j->aborted = 1;
+      __atomic_store_n(&j->aborted, 1, __ATOMIC_RELEASE);
       shutdown(j->sock, SHUT_RDWR); /* wakes poll and fails sendfile; the job thread closes the dup */
       break;
     }

@@ -1,10 +1,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { open, type FileHandle } from 'node:fs/promises';
 import http from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nativeSendfileAvailable, trySendfile } from './native-sendfile.js';
@@ -112,5 +113,53 @@ describe('native sendfile', () => {
     assert.equal(got.aborted, true);
     assert.equal(got.bytes, 100);
     assert.deepEqual(await outcome('short'), { ok: false, sent: 100 });
+  });
+  // The addon itself, below trySendfile: argument checks and descriptor ownership.
+  const raw = (): { start(s: number, f: number, o: number, l: number, t: number, done: (e: number, n: number) => void): number } =>
+    createRequire(import.meta.url)('../../build/Release/soci_sendfile.node');
+
+  test('start refuses NaN, infinite, fractional and past-2^53 offsets and lengths', () => {
+    const fd = openSync(file, 'r');
+    try {
+      for (const [off, len] of [[NaN, 1], [0, NaN], [Infinity, 1], [0, Infinity], [0.5, 1], [0, 1.5], [2 ** 53, 1], [2 ** 52, 2 ** 52]]) {
+        assert.throws(() => raw().start(fd, fd, off as number, len as number, 1000, () => undefined), /bad arguments/, `${off}+${len}`);
+      }
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  test('closing the file descriptor mid-transfer (and reusing its number) cannot change the bytes sent', async () => {
+    const other = join(dir, 'other');
+    writeFileSync(other, Buffer.alloc(data.length, 0x5a));
+    let serverSide: Socket | undefined;
+    const srv = createServer((s) => { serverSide = s; });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    const client = connect((srv.address() as AddressInfo).port, '127.0.0.1');
+    client.pause();
+    const parts: Buffer[] = [];
+    client.on('data', (c: Buffer) => parts.push(c));
+    const ended = new Promise<void>((r) => client.on('end', () => r()));
+    while (!serverSide) await new Promise((r) => setTimeout(r, 5));
+    const sfd = (serverSide as unknown as { _handle: { fd: number } })._handle.fd;
+    const fd = openSync(file, 'r');
+    const done = new Promise<[number, number]>((resolve) => raw().start(sfd, fd, 0, data.length, 10_000, (e, n) => resolve([e, n])));
+    await new Promise((r) => setTimeout(r, 150)); // the socket buffers fill; the thread waits for POLLOUT
+    closeSync(fd);
+    const reused = openSync(other, 'r');
+    try {
+      assert.equal(reused, fd, 'the descriptor number is reused, so the test can tell');
+      client.resume();
+      const [errno, sent] = await done;
+      assert.deepEqual([errno, sent], [0, data.length]);
+      serverSide.end();
+      await ended;
+      assert.ok(Buffer.concat(parts).equals(data), 'every byte comes from the file the transfer started with');
+    } finally {
+      closeSync(reused);
+      client.destroy();
+      serverSide.destroy();
+      await new Promise<void>((r) => srv.close(() => r()));
+    }
   });
 });

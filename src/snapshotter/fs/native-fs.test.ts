@@ -104,7 +104,8 @@ describe('native FUSE server', { skip }, () => {
     assert.equal(h['sub/hang'], 'EIO');
     assert.equal(h['sub/fail'], 'EIO');
     // the kernel retries a failed read-ahead once with a plain read, so a hang can cost two deadlines
-    assert.ok(ms >= 1400 && ms < 2 * 1500 + 1000, `EIO after ${ms} ms`);
+    // (generous upper bound: this checks "no hang", not speed; a loaded machine adds seconds)
+    assert.ok(ms >= 1400 && ms < 2 * 1500 + 10_000, `EIO after ${ms} ms`);
     assert.deepEqual([...new Set(errors.map((e) => e[0]))].sort(), ['/sub/fail', '/sub/hang']);
     assert.match(errors.find((e) => e[0] === '/sub/fail')?.[1] ?? '', /boom/);
     assert.match(errors.find((e) => e[0] === '/sub/hang')?.[1] ?? '', /timed out/);
