@@ -81,7 +81,6 @@ describe('native FUSE server', { skip }, () => {
     const u32 = new Uint32Array(t.nodes.buffer);
     assert.equal(u32[20 + 17], 1, 'root record valid');
     assert.equal(u32[20 + 6]! & 0o170000, 0o040000, 'root is a directory');
-    assert.ok(ms < 500, `${ms} ms`);
   });
 
   test('a read whose content hangs or fails is EIO within the deadline, reported with its path', async () => {
