@@ -4,7 +4,8 @@
  * zTOC of `ref.layerDigest` and mounts a read-only FUSE filesystem over a `LazyLayer` shared by every mount
  * of that layer digest (read-ahead spans of all layers are checked and inflated on one worker thread,
  * `SpanInflater`, started at the first read-ahead); `unpack` downloads the whole blob (digest-verified)
- * and unpacks it in overlay form.
+ * and unpacks it in overlay form. A big layer's FUSE table is built on a worker thread (`NativeTableWorker`,
+ * started as the image resolves), so the small layers mounted meanwhile can start and feed their fills.
  * Failed or slow reads become EIO within `readTimeoutMs`: each HTTP attempt has `fetchTimeoutMs` and
  * transient failures are retried, and nothing failed is cached, so reads work again once the registry is.
  */
@@ -19,7 +20,7 @@ import { addKernelStats, emptyKernelStats, SnapshotterMetrics, type FuseKernelSt
 import { parseImageRef, type RangeSourceSpec, type RegistryClient } from './registry-client.js';
 import { unpackLayer } from './unpack.js';
 import { HttpRangeSource, SpanInflater } from '../remote/index.js';
-import type { LayerTree, NativeTable } from '../fs/index.js';
+import type { LayerTree, NativeTable, NativeTableWorker } from '../fs/index.js';
 
 export interface SociLayerProviderOptions {
   client: RegistryClient;
@@ -55,7 +56,7 @@ const rangeSource = (spec: RangeSourceSpec): HttpRangeSource => new HttpRangeSou
 interface SharedLayer {
   lazy: LazyLayer;
   /** The native server's table, built straight from the zTOC's TOC; the tree for fuse-native (or a fallback). */
-  tree: LayerTree | NativeTable;
+  tree: Promise<LayerTree | NativeTable>;
   refs: number;
 }
 
@@ -71,6 +72,9 @@ export class SociLayerProvider implements LayerProvider {
   readonly #live = new Set<{ stats(): Parameters<typeof addKernelStats>[1] }>();
   /** One worker thread checks and inflates the spans of every layer, off the thread that answers FUSE. */
   readonly #inflater = new SpanInflater();
+  /** Builds big layers' FUSE tables off the main thread (made once the fs code has loaded). */
+  #tables: NativeTableWorker | undefined;
+  #closed = false;
 
   constructor(opts: SociLayerProviderOptions) {
     this.#o = opts;
@@ -80,7 +84,15 @@ export class SociLayerProvider implements LayerProvider {
 
   /** Resolves an image reference (`host/repo:tag`, or `repo:tag` with `defaultHost`). */
   resolve(imageRef: string, manifestDigest?: string): Promise<ResolvedImage> {
+    if (this.#tables === undefined && !this.#closed) void this.#tableWorker().then((t) => t?.warm(), () => undefined); // boots while the image resolves
     return this.resolver.resolve(parseImageRef(imageRef, this.#o.defaultHost), manifestDigest);
+  }
+
+  /** The table worker, when the native FUSE server is there to use its tables. */
+  async #tableWorker(): Promise<NativeTableWorker | undefined> {
+    const { NativeTableWorker: Make, nativeFuseAvailable } = await import('../fs/index.js');
+    if (!nativeFuseAvailable()) return undefined;
+    return (this.#tables ??= new Make());
   }
 
   async mountLazy(ref: LayerRef, dir: string): Promise<MountedLayer | undefined> {
@@ -88,7 +100,8 @@ export class SociLayerProvider implements LayerProvider {
     const image = await this.resolve(ref.imageRef, ref.manifestDigest);
     const z = image.ztocs.get(ref.layerDigest);
     if (z === undefined) return undefined;
-    const { buildLayerTree, buildNativeTable, mountLayer, nativeFuseAvailable } = await import('../fs/index.js'); // fuse-native loads only when needed
+    const { buildLayerTree, mountLayer } = await import('../fs/index.js'); // fuse-native loads only when needed
+    const tables = await this.#tableWorker(); // undefined: no native server, so no table (fuse-native takes the tree)
     let shared = this.#layers.get(ref.layerDigest);
     if (shared === undefined) {
       const lazy = new LazyLayer({
@@ -103,16 +116,19 @@ export class SociLayerProvider implements LayerProvider {
         inflater: this.#inflater,
       });
       if (z.reader.ztoc.compressedArchiveSize <= (this.#o.fillLayerBytes ?? 0)) lazy.fillAll();
-      const view = nativeFuseAvailable() ? z.reader.tocView() : undefined;
-      const table = view === undefined ? undefined : buildNativeTable(view); // undefined: a name the tree must decode
-      shared = { lazy, tree: table ?? buildLayerTree(z.reader.entries()), refs: 0 };
+      const view = tables === undefined ? undefined : z.reader.tocView();
+      // A big table is built on the worker while this thread serves the other layers; a small one inline.
+      // undefined: a name the tree must decode.
+      const table = view === undefined || tables === undefined ? Promise.resolve(undefined) : tables.build(view);
+      shared = { lazy, tree: table.then((t) => t ?? buildLayerTree(z.reader.entries())), refs: 0 };
+      shared.tree.catch(() => undefined); // every mount that waits on it sees the error
       this.#layers.set(ref.layerDigest, shared);
     }
     const s = shared;
     s.refs++;
     let fuse;
     try {
-      fuse = await mountLayer(dir, s.tree, s.lazy, {
+      fuse = await mountLayer(dir, await s.tree, s.lazy, {
         readTimeoutMs: this.#o.readTimeoutMs ?? 20_000,
         fsname: `soci-${ref.layerDigest.replace(/^sha256:/, '').slice(0, 12)}`,
         onReadError: (path, err) => {
@@ -187,6 +203,8 @@ export class SociLayerProvider implements LayerProvider {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
+    void this.#tables?.close();
     await Promise.allSettled([...this.#mounts].map((m) => m.unmount()));
     await Promise.allSettled([...this.#layers.values()].map((l) => l.lazy.close()));
     await this.#inflater.close();

@@ -7,3 +7,4 @@ export { buildLayerTree, makedev, parseModTime, nameComponents, type LayerNode, 
 export { mountLayer, layerOps, type LayerContent, type LayerContentFile, type MountLayerOptions, type MountedLayer } from './layer-fs.js';
 export { mountNativeLayer, nativeFuseAvailable, serializeTree, type NativeMountedLayer, type NativeTable } from './native-fs.js';
 export { buildNativeTable } from './native-table.js';
+export { NativeTableWorker, type NativeTableTimings, type NativeTableWorkerOptions } from './native-table-worker.js';
