@@ -11,7 +11,9 @@
  * `fromBytes(bytes, { lazyToc: true })` is for readers that walk the TOC once (the snapshotter's tree
  * build): the zTOC is checked exactly as `decodeZtoc` checks it, but the TOC stays in the bytes and
  * `entries()` visits it through one reused view (ztoc/toc-view.ts); `ztoc.toc` decodes it into objects
- * only if something asks.
+ * only if something asks. With `tocChecked` as well (only when the caller knows that `scanToc` already
+ * passed over exactly these bytes, e.g. on a worker thread), the TOC check is not run again here: the
+ * view is made when first asked for.
  */
 import { createHash } from 'node:crypto';
 import { CorruptLayer } from '../oci/errors.js';
@@ -40,6 +42,8 @@ export class ZtocReader {
   readonly #engine: EngineName;
   #byName: Map<string, FileMetadata> | undefined;
   #view: TocView | undefined;
+  /** Makes `#view` on first use (`fromBytes` with `tocChecked`). */
+  #makeView: (() => TocView) | undefined;
 
   constructor(ztoc: Ztoc, opts: { engine?: EngineName } = {}) {
     this.ztoc = ztoc;
@@ -64,10 +68,14 @@ export class ZtocReader {
     }
   }
 
-  static fromBytes(bytes: Uint8Array, opts: { engine?: EngineName; lazyToc?: boolean } = {}): ZtocReader {
+  /**
+   * Decodes and checks a zTOC. `lazyToc`: the TOC stays in `bytes` (see the header). `tocChecked` (with
+   * `lazyToc`): trust that `scanToc` already passed over exactly these bytes; never set it otherwise.
+   */
+  static fromBytes(bytes: Uint8Array, opts: { engine?: EngineName; lazyToc?: boolean; tocChecked?: boolean } = {}): ZtocReader {
     const vector = opts.lazyToc ? tocVectorPosition(bytes) : -1;
     if (vector < 0) return new ZtocReader(decodeZtoc(bytes), opts);
-    const view = scanToc(bytes, vector);
+    const view = opts.tocChecked === true ? undefined : scanToc(bytes, vector);
     // Everything but the TOC through the codec (its checks, its span rules): the TOC vector reads as
     // empty while it runs (synchronously; the bytes are restored before anyone else can see them).
     const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -87,6 +95,7 @@ export class ZtocReader {
     });
     const reader = new ZtocReader(z, opts);
     reader.#view = view;
+    if (view === undefined) reader.#makeView = () => scanToc(bytes, vector);
     return reader;
   }
 
@@ -95,11 +104,15 @@ export class ZtocReader {
    * (valid until the next entry; copy what you keep).
    */
   entries(): Iterable<FileMetadata> {
-    return this.#view ?? this.ztoc.toc;
+    return this.tocView() ?? this.ztoc.toc;
   }
 
   /** The checked TOC read in place (`fromBytes` with `lazyToc`), for one-pass consumers; else undefined. */
   tocView(): TocView | undefined {
+    if (this.#view === undefined && this.#makeView !== undefined) {
+      this.#view = this.#makeView();
+      this.#makeView = undefined;
+    }
     return this.#view;
   }
 

@@ -28,6 +28,7 @@ const USAGE = `usage: soci-proxy mount IMAGE_REF MOUNTPOINT [--registry URL] [--
          [--user USER:PASSWORD] [--platform OS/ARCH] [--read-timeout-ms N] [--fetch-timeout-ms N] [--retries N]
          [--bg-fetch-period-ms N (default 500, 0 = off)] [--bg-quiet-ms N (default 30000)] [--log-level L]
          [--fill-layer-bytes N (layers of at most N compressed bytes are fetched whole at mount; default 5242880, 0 = off)]
+         [--ztoc-worker-bytes N (zTOCs above N bytes are fetched, verified and turned into FUSE tables on a worker thread; default 4194304)]
        soci-proxy unmount MOUNTPOINT [--timeout-ms N]`;
 
 class UsageError extends Error {
@@ -63,7 +64,7 @@ export async function mountMain(args: string[]): Promise<number> {
       registry: { type: 'string' }, 'cache-dir': { type: 'string' }, detach: { type: 'boolean' }, 'plain-http': { type: 'boolean' },
       user: { type: 'string' }, platform: { type: 'string' }, 'read-timeout-ms': { type: 'string' }, 'fetch-timeout-ms': { type: 'string' },
       retries: { type: 'string' }, 'bg-fetch-period-ms': { type: 'string' }, 'bg-quiet-ms': { type: 'string' }, 'log-level': { type: 'string' },
-      'fill-layer-bytes': { type: 'string' },
+      'fill-layer-bytes': { type: 'string' }, 'ztoc-worker-bytes': { type: 'string' },
       'ready-fd': { type: 'string' },
     },
   });
@@ -106,7 +107,7 @@ export async function mountMain(args: string[]): Promise<number> {
   const client = new RegistryClient({ plainHttp, credentials, timeoutMs: intOpt('fetch-timeout-ms', v['fetch-timeout-ms'], 10_000), retries: intOpt('retries', v.retries, 2) });
   const metrics = new SnapshotterMetrics();
   const platform = { os, architecture, ...(variant ? { variant } : {}) };
-  const resolver = new ImageResolver({ client, platform, onEvent: (e) => metrics.emit(e) });
+  const resolver = new ImageResolver({ client, platform, ztocWorkerBytes: intOpt('ztoc-worker-bytes', v['ztoc-worker-bytes'], 4 * 1024 * 1024), onEvent: (e) => metrics.emit(e) });
   const t0 = performance.now();
   try {
     // mountRootfs asks again below and gets this resolution; it also reports any failure (a bad ref too).

@@ -8,13 +8,19 @@
  * pull. Resolved images are cached per manifest digest; tags are resolved upstream each time, except within
  * `tagTtlMs` (the containerd plugin asks once per layer) or while the same tag is being resolved. zTOCs are
  * checked whole but their TOCs stay in the fetched bytes (`ZtocReader` `lazyToc`: a tree build walks them
- * once); the zTOC reader's code loads while the first requests are in flight.
+ * once); the zTOC reader's code loads while the first requests are in flight. A big zTOC (over
+ * `ztocWorkerBytes`) is fetched, verified, checked and turned into its native FUSE table on the table
+ * worker (`NativeTableWorker.fetchZtoc`, one attempt with the auth this thread already has), so a busy main
+ * thread does not starve its transfer; the bytes and table come back transferred, and anything but a
+ * digest or size mismatch falls back to the fetch here (retries, token flow).
  */
 import { Annotation, MediaType, isIndexType } from '../../oci/media-types.js';
 import { OciError } from '../../oci/errors.js';
 import { parseIndex, parseManifest } from '../../oci/go-json.js';
 import type { Descriptor, Manifest, Platform } from '../../oci/types.js';
 import type { ZtocReader } from '../../indexer/reader.js';
+import type { NativeTable } from '../fs/native-fs.js';
+import type { FetchedZtoc, NativeTableWorker } from '../fs/native-table-worker.js';
 import type { ImageRef, RegistryClient } from './registry-client.js';
 
 export interface ResolvedImage {
@@ -26,13 +32,15 @@ export interface ResolvedImage {
   /** Why there is no SOCI index (for logs). */
   noIndexReason: string | undefined;
   /** image layer digest → its zTOC. */
-  ztocs: Map<string, { ztocDigest: string; reader: ZtocReader }>;
+  ztocs: Map<string, { ztocDigest: string; reader: ZtocReader; table?: Promise<NativeTable | undefined> | undefined }>;
 }
 
 export interface ImageResolverOptions {
   client: RegistryClient;
   platform?: Platform;
   tagTtlMs?: number;
+  /** zTOCs of more bytes than this are fetched on the table worker (default 4 MiB; Infinity: never). */
+  ztocWorkerBytes?: number;
   onEvent?: (e: { type: 'resolved'; manifestDigest: string; sociIndexDigest?: string | undefined; ztocs: number; reason?: string | undefined }) => void;
 }
 
@@ -50,6 +58,8 @@ export class ImageResolver {
   readonly #platform: Platform;
   readonly #tagTtl: number;
   readonly #onEvent: ImageResolverOptions['onEvent'];
+  readonly #workerBytes: number;
+  #tables: Promise<{ worker: NativeTableWorker; native: boolean } | undefined> | undefined;
   readonly #byDigest = new Map<string, Promise<ResolvedImage>>();
   readonly #tags = new Map<string, { digest: string; at: number }>();
   /** Tag resolutions under way (a second ask for the same tag waits for the first). */
@@ -60,6 +70,30 @@ export class ImageResolver {
     this.#platform = opts.platform ?? { os: 'linux', architecture: 'amd64' };
     this.#tagTtl = opts.tagTtlMs ?? 60_000;
     this.#onEvent = opts.onEvent;
+    this.#workerBytes = opts.ztocWorkerBytes ?? 4 * 1024 * 1024;
+  }
+
+  /** The table worker (made at the first ask, started), shared with the layer provider; and whether the native FUSE server is there. */
+  tableWorker(): Promise<{ worker: NativeTableWorker; native: boolean } | undefined> {
+    this.#tables ??= Promise.all([import('../fs/native-table-worker.js'), import('../fs/native-fs.js')]).then(([{ NativeTableWorker: Make }, { nativeFuseAvailable }]) => {
+      const worker = new Make();
+      worker.warm();
+      return { worker, native: nativeFuseAvailable() };
+    }, () => undefined);
+    return this.#tables;
+  }
+
+  /** A big zTOC through the worker; undefined: fetch it here (no worker, or it failed other than by a mismatch). */
+  async #viaWorker(ref: ImageRef, z: Descriptor): Promise<FetchedZtoc | undefined> {
+    const t = await this.tableWorker();
+    const p = t?.worker.fetchZtoc({ ...this.#client.blobRequest(ref, z.digest), digest: z.digest, size: z.size, table: t.native });
+    if (p === undefined) return undefined;
+    try {
+      return await p;
+    } catch (err) {
+      if ((err as { fallback?: boolean }).fallback === true) return undefined;
+      throw new OciError((err as { code?: string }).code === 'SIZE_INVALID' ? 'SIZE_INVALID' : 'DIGEST_INVALID', `/v2/${ref.repo}/blobs/${z.digest}: ${(err as Error).message}`);
+    }
   }
 
   /** Resolves `ref` (or `manifestDigest` when the caller knows the platform manifest). */
@@ -136,23 +170,26 @@ export class ImageResolver {
   async #fetchSoci(ref: ImageRef, sociDigest: string, manifest: Manifest): Promise<ResolvedImage['ztocs']> {
     const loading = import('../../indexer/reader.js');
     loading.catch(() => undefined);
+    if (Number.isFinite(this.#workerBytes)) void this.tableWorker(); // boots while the SOCI index is fetched
     const got = await this.#client.getManifest({ ...ref, reference: sociDigest }, [MediaType.ociManifest]);
     if (got.mediaType !== MediaType.ociManifest) throw new OciError('MANIFEST_INVALID', `served as ${got.mediaType || '(no Content-Type)'}, not ${MediaType.ociManifest}`);
     const soci = parseManifest(got.bytes);
     if (soci.config.mediaType !== MediaType.sociIndexV2) throw new OciError('MANIFEST_INVALID', `config mediaType ${soci.config.mediaType} is not ${MediaType.sociIndexV2}`);
     const wanted = soci.layers.filter((z) => z.mediaType === MediaType.sociLayer && z.annotations?.[Annotation.imageLayerDigest] !== undefined);
     const fetched = await Promise.all(wanted.map(async (z) => {
-      const bytes = await this.#client.getBlob(ref, z.digest, z.size);
+      const big = z.size > this.#workerBytes && /^sha256:[0-9a-f]{64}$/.test(z.digest) ? await this.#viaWorker(ref, z) : undefined;
+      const bytes = big?.bytes ?? (await this.#client.getBlob(ref, z.digest, z.size));
       const { ZtocReader: Reader } = await loading;
       if (bytes.length !== z.size) throw new OciError('SIZE_INVALID', `zTOC ${z.digest}: ${bytes.length} bytes, descriptor says ${z.size}`);
-      return { layerDigest: z.annotations?.[Annotation.imageLayerDigest] as string, ztocDigest: z.digest, reader: Reader.fromBytes(bytes, { lazyToc: true }) };
+      const reader = Reader.fromBytes(bytes, { lazyToc: true, tocChecked: big?.checked === true });
+      return { layerDigest: z.annotations?.[Annotation.imageLayerDigest] as string, ztocDigest: z.digest, reader, table: big?.table };
     }));
     const map: ResolvedImage['ztocs'] = new Map();
     for (const f of fetched) {
       const layer = manifest.layers.find((l) => l.digest === f.layerDigest);
       // A zTOC for a layer the image does not have, or of another size, is not used for that layer.
       if (layer === undefined || layer.size !== f.reader.ztoc.compressedArchiveSize) continue;
-      map.set(f.layerDigest, { ztocDigest: f.ztocDigest, reader: f.reader });
+      map.set(f.layerDigest, { ztocDigest: f.ztocDigest, reader: f.reader, ...(f.table ? { table: f.table } : {}) });
     }
     return map;
   }

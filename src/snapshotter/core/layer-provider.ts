@@ -5,7 +5,7 @@
  * of that layer digest (read-ahead spans of all layers are checked and inflated on one worker thread,
  * `SpanInflater`, started at the first read-ahead); `unpack` downloads the whole blob (digest-verified)
  * and unpacks it in overlay form. A big layer's FUSE table is built on a worker thread (`NativeTableWorker`,
- * started as the image resolves), so the small layers mounted meanwhile can start and feed their fills.
+ * the resolver's, started as the image resolves; a big zTOC's table comes with it from there), so the small layers mounted meanwhile can start and feed their fills.
  * Failed or slow reads become EIO within `readTimeoutMs`: each HTTP attempt has `fetchTimeoutMs` and
  * transient failures are retried, and nothing failed is cached, so reads work again once the registry is.
  */
@@ -90,9 +90,9 @@ export class SociLayerProvider implements LayerProvider {
 
   /** The table worker, when the native FUSE server is there to use its tables. */
   async #tableWorker(): Promise<NativeTableWorker | undefined> {
-    const { NativeTableWorker: Make, nativeFuseAvailable } = await import('../fs/index.js');
-    if (!nativeFuseAvailable()) return undefined;
-    return (this.#tables ??= new Make());
+    const [{ nativeFuseAvailable }, shared] = await Promise.all([import('../fs/index.js'), this.resolver.tableWorker()]);
+    if (!nativeFuseAvailable() || shared === undefined) return undefined;
+    return (this.#tables ??= shared.worker); // the resolver's: it may have fetched and built big zTOCs' tables already
   }
 
   async mountLazy(ref: LayerRef, dir: string): Promise<MountedLayer | undefined> {
@@ -116,10 +116,11 @@ export class SociLayerProvider implements LayerProvider {
         inflater: this.#inflater,
       });
       if (z.reader.ztoc.compressedArchiveSize <= (this.#o.fillLayerBytes ?? 0)) lazy.fillAll();
-      const view = tables === undefined ? undefined : z.reader.tocView();
-      // A big table is built on the worker while this thread serves the other layers; a small one inline.
-      // undefined: a name the tree must decode.
-      const table = view === undefined || tables === undefined ? Promise.resolve(undefined) : tables.build(view);
+      // A big zTOC's table came with it from the worker (image-resolver.ts); else a big table is built on
+      // the worker while this thread serves the other layers, a small one inline. undefined: a name the
+      // tree must decode.
+      const view = tables === undefined || z.table !== undefined ? undefined : z.reader.tocView();
+      const table = tables === undefined ? Promise.resolve(undefined) : z.table ?? (view === undefined ? Promise.resolve(undefined) : tables.build(view));
       shared = { lazy, tree: table.then((t) => t ?? buildLayerTree(z.reader.entries())), refs: 0 };
       shared.tree.catch(() => undefined); // every mount that waits on it sees the error
       this.#layers.set(ref.layerDigest, shared);

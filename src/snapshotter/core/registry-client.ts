@@ -242,6 +242,11 @@ export class RegistryClient {
     }, timeoutMs);
   }
 
+  /** URL, headers (auth as far as known now) and per-attempt deadline of one whole-blob GET, for another thread to send. */
+  blobRequest(ref: ImageRef, digest: string): { url: string; headers: Record<string, string>; timeoutMs: number } {
+    return { url: this.url(ref.host, `/v2/${ref.repo}/blobs/${digest}`), headers: this.authHeaders(ref.host, ref.repo), timeoutMs: this.#opts.timeoutMs ?? 30_000 };
+  }
+
   /**
    * URL and options of an `HttpRangeSource` for lazy span reads of one blob (after the auth flow has run
    * for this repo). The caller builds the source (remote/ brings undici, which this file does not load).

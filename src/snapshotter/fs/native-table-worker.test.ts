@@ -155,3 +155,40 @@ test('with the worker gone, builds fall back to inline with the same result', as
   assertSameTable(await w.build(view), want, 'after close');
   assert.deepEqual(seen.map((t) => t.where), ['inline', 'inline']);
 });
+
+test('fetchZtoc: verified bytes, the check and the table from the worker; wrong digest, wrong size, 401 and a bad TOC', async () => {
+  const { createServer } = await import('node:http');
+  const good = ztocBytes(bigToc(6000));
+  const bad = Uint8Array.from(good);
+  // A TOC that fails the check: the first entry's name offset pointed far past the buffer.
+  const badView = new DataView(bad.buffer);
+  const rootOff = badView.getUint32(0, true);
+  badView.setUint32(rootOff, 0x7fffffff, true); // the root table's vtable offset: scanToc must refuse it
+  const sha = (b: Uint8Array): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+  const server = createServer((req, res) => {
+    if (req.url === '/good') res.writeHead(200, { 'content-length': String(good.length) }).end(Buffer.from(good));
+    else if (req.url === '/bad') res.writeHead(200, { 'content-length': String(bad.length) }).end(Buffer.from(bad));
+    else res.writeHead(401).end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const w = new NativeTableWorker();
+  const req = (path: string, digest: string, size: number) => ({ url: `${base}${path}`, headers: {}, digest, size, timeoutMs: 10_000, table: true });
+  try {
+    const got = await w.fetchZtoc(req('/good', sha(good), good.length));
+    assert.ok(got, 'the worker is available');
+    assert.ok(Buffer.from(got.bytes).equals(Buffer.from(good)), 'the bytes');
+    assert.equal(got.checked, true);
+    assertSameTable(await got.table, buildNativeTable(viewOf(good)), 'fetched table vs inline');
+    await assert.rejects(w.fetchZtoc(req('/good', sha(bad), good.length))!, (e: { code?: string }) => e.code === 'DIGEST_INVALID');
+    await assert.rejects(w.fetchZtoc(req('/good', sha(good), good.length + 1))!, (e: { code?: string }) => e.code === 'SIZE_INVALID');
+    await assert.rejects(w.fetchZtoc(req('/private', sha(good), good.length))!, (e: { fallback?: boolean }) => e.fallback === true);
+    const unchecked = await w.fetchZtoc(req('/bad', sha(bad), bad.length));
+    assert.equal(unchecked?.checked, false, 'a TOC that fails the check comes back unchecked (the main thread reports the error)');
+    assert.throws(() => ZtocReader.fromBytes(unchecked!.bytes, { lazyToc: true }));
+  } finally {
+    await w.close();
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+});
