@@ -17,17 +17,18 @@ import type { EntryType, FileMetadata } from '../../indexer/types.js';
 
 export const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
-const S_IFDIR = 0o040000;
-const S_IFLNK = 0o120000;
-const S_IFCHR = 0o020000;
+export const S_IFDIR = 0o040000;
+export const S_IFLNK = 0o120000;
+export const S_IFCHR = 0o020000;
 const S_IFBLK = 0o060000;
 const S_IFIFO = 0o010000;
 /** Permission bits plus setuid, setgid and sticky. */
-const PERM_MASK = 0o7777;
+export const PERM_MASK = 0o7777;
 
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE_MARKER = '.wh..wh..opq';
-const XATTR_PREFIX = 'SCHILY.xattr.';
+/** PAX records with this prefix are xattrs. */
+export const XATTR_PREFIX = 'SCHILY.xattr.';
 
 export type NodeKind = Exclude<EntryType, 'hardlink'>;
 
@@ -103,9 +104,23 @@ export function nameComponents(name: string): string[] | undefined {
   }
 }
 
-const TYPE_BITS: Record<NodeKind, number> = {
+/** The `st_mode` file-type bits of each node kind. */
+export const TYPE_BITS: Record<NodeKind, number> = {
   reg: S_IFREG, dir: S_IFDIR, symlink: S_IFLNK, char: S_IFCHR, block: S_IFBLK, fifo: S_IFIFO,
 };
+
+/**
+ * The xattrs of an entry's PAX `records` (`SCHILY.xattr.NAME` → NAME, values as UTF-8 bytes; records with
+ * another prefix or an empty name are not xattrs), or undefined when there are none.
+ */
+export function xattrsOf(records: Iterable<readonly [string, string]>): Map<string, Buffer> | undefined {
+  let x: Map<string, Buffer> | undefined;
+  for (const [k, v] of records) {
+    if (!k.startsWith(XATTR_PREFIX) || k.length === XATTR_PREFIX.length) continue;
+    (x ??= new Map()).set(k.slice(XATTR_PREFIX.length), Buffer.from(v, 'utf8'));
+  }
+  return x;
+}
 
 /** A TOC entry; `recordsWithPrefix`, when offered, returns the PAX records whose key starts with the prefix. */
 export type TreeEntry = FileMetadata & { recordsWithPrefix?(prefix: string): ReadonlyArray<[string, string]> };
@@ -140,13 +155,7 @@ export function buildLayerTree(toc: Iterable<TreeEntry>, opts: LayerTreeOptions 
     }
     node.mtimeMs = t.ms;
     node.mtimeNs = t.ns;
-    node.xattrs = noXattrs;
-    const records = e.recordsWithPrefix === undefined ? e.xattrs : e.recordsWithPrefix(XATTR_PREFIX);
-    for (const [k, v] of records) {
-      if (!k.startsWith(XATTR_PREFIX) || k.length === XATTR_PREFIX.length) continue;
-      if (node.xattrs === noXattrs) node.xattrs = new Map();
-      node.xattrs.set(k.slice(XATTR_PREFIX.length), Buffer.from(v, 'utf8'));
-    }
+    node.xattrs = xattrsOf(e.recordsWithPrefix === undefined ? e.xattrs : e.recordsWithPrefix(XATTR_PREFIX)) ?? noXattrs;
   };
   // The parent directory of the last entry, by its raw name prefix: tar order keeps siblings together,
   // so most entries skip the walk from the root. Any unlink may detach it, so every unlink forgets it.

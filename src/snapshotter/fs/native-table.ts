@@ -12,19 +12,11 @@
  */
 import { CorruptLayer } from '../../oci/errors.js';
 import type { TocCursor, TocView } from '../../indexer/ztoc/toc-view.js';
-import { makedev, parseModTime, type LayerTreeOptions } from './layer-tree.js';
+import {
+  makedev, parseModTime, PERM_MASK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, TYPE_BITS, XATTR_PREFIX, xattrsOf, type LayerTreeOptions, type NodeKind,
+} from './layer-tree.js';
 import type { NativeTable } from './native-fs.js';
 
-const S_IFREG = 0o100000;
-const S_IFDIR = 0o040000;
-const S_IFLNK = 0o120000;
-const S_IFCHR = 0o020000;
-const S_IFBLK = 0o060000;
-const S_IFIFO = 0o010000;
-const S_IFMT = 0o170000;
-const PERM_MASK = 0o7777;
-const TYPE_BITS: Record<string, number> = { reg: S_IFREG, dir: S_IFDIR, symlink: S_IFLNK, char: S_IFCHR, block: S_IFBLK, fifo: S_IFIFO };
-const XATTR_PREFIX = 'SCHILY.xattr.';
 const SLASH = 0x2f;
 const DOT = 0x2e;
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
@@ -235,13 +227,7 @@ class TableBuilder {
     this.#mtime[i] = t.sec;
     this.#nsec[i] = t.ns;
     this.#xattrs.delete(i);
-    const records = c.recordsWithPrefix(XATTR_PREFIX);
-    if (records.length === 0) return;
-    let x: Map<string, Buffer> | undefined;
-    for (const [k, v] of records) {
-      if (!k.startsWith(XATTR_PREFIX) || k.length === XATTR_PREFIX.length) continue;
-      (x ??= new Map()).set(k.slice(XATTR_PREFIX.length), Buffer.from(v, 'utf8'));
-    }
+    const x = xattrsOf(c.recordsWithPrefix(XATTR_PREFIX));
     if (x !== undefined) this.#xattrs.set(i, x);
   }
 
@@ -422,7 +408,7 @@ class TableBuilder {
         continue;
       }
       if (slot >= 0) this.#unlink(existing);
-      const node = this.#newNode(TYPE_BITS[c.type] as number, c.mode);
+      const node = this.#newNode(TYPE_BITS[c.type as NodeKind], c.mode);
       this.#setAttrs(node);
       if (c.type === 'reg') {
         this.#size[node] = c.uncompressedSize;
