@@ -1,25 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import type { FileMetadata, Ztoc } from '../../indexer/types.js';
-import { encodeZtoc } from '../../indexer/ztoc/index.js';
+import type { FileMetadata } from '../../indexer/types.js';
 import { ZtocReader } from '../../indexer/reader.js';
 import type { TocView } from '../../indexer/ztoc/toc-view.js';
 import type { NativeTable } from './native-fs.js';
 import { buildNativeTable } from './native-table.js';
 import { NativeTableWorker, type NativeTableTimings } from './native-table-worker.js';
-
-/** A gzip zTOC around `toc` (one all-zero checkpoint, one span): only its TOC matters here. */
-function ztocBytes(toc: FileMetadata[]): Uint8Array {
-  const size = 1 << 30;
-  const blob = new Uint8Array(12 + 32785);
-  new DataView(blob.buffer).setInt32(0, 1, true);
-  const z: Ztoc = {
-    version: '0.9', buildToolIdentifier: 'test', compressedArchiveSize: size, uncompressedArchiveSize: size, toc,
-    compressionAlgorithm: 'gzip', maxSpanId: 0, spanDigests: [`sha256:${createHash('sha256').update('s').digest('hex')}`], checkpoints: blob,
-  };
-  return encodeZtoc(z);
-}
+import { assertSameTable as sameBytes, ztocBytes } from './testing/tables.js';
 
 const viewOf = (bytes: Uint8Array): TocView => {
   const v = ZtocReader.fromBytes(bytes, { lazyToc: true }).tocView();
@@ -61,16 +49,9 @@ function bigToc(n: number): FileMetadata[] {
   return tocOf(raw.slice(0, n));
 }
 
-const bytesOf = (a: ArrayBufferView): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-
 function assertSameTable(got: NativeTable | undefined, want: NativeTable | undefined, what: string): void {
   assert.ok(got !== undefined && want !== undefined, `${what}: both build a table`);
-  assert.equal(got.statBlocks, want.statBlocks, `${what}: statBlocks`);
-  assert.equal(got.statFiles, want.statFiles, `${what}: statFiles`);
-  for (const k of ['nodes', 'dirents', 'xattrs', 'strings'] as const) {
-    assert.equal(got[k].constructor, want[k].constructor, `${what}: ${k} element type`);
-    assert.ok(bytesOf(got[k]).equals(bytesOf(want[k])), `${what}: ${k} differ (${got[k].byteLength} vs ${want[k].byteLength} bytes)`);
-  }
+  sameBytes(got, want, what, { sameTypes: true });
 }
 
 test('a big table built on the worker is byte for byte the inline one, and the zTOC bytes stay usable', async () => {

@@ -1,26 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import fc from 'fast-check';
-import type { EntryType, FileMetadata, Ztoc } from '../../indexer/types.js';
-import { encodeZtoc } from '../../indexer/ztoc/index.js';
+import type { EntryType, FileMetadata } from '../../indexer/types.js';
 import { ZtocReader } from '../../indexer/reader.js';
 import type { TocView } from '../../indexer/ztoc/toc-view.js';
 import { buildLayerTree } from './layer-tree.js';
 import { serializeTree, type NativeTable } from './native-fs.js';
 import { buildNativeTable } from './native-table.js';
-
-/** A gzip zTOC around `toc` (one all-zero checkpoint, one span): only its TOC matters here. */
-function ztocBytes(toc: FileMetadata[]): Uint8Array {
-  const size = 1 << 30;
-  const blob = new Uint8Array(12 + 32785);
-  new DataView(blob.buffer).setInt32(0, 1, true);
-  const z: Ztoc = {
-    version: '0.9', buildToolIdentifier: 'test', compressedArchiveSize: size, uncompressedArchiveSize: size, toc,
-    compressionAlgorithm: 'gzip', maxSpanId: 0, spanDigests: [`sha256:${createHash('sha256').update('s').digest('hex')}`], checkpoints: blob,
-  };
-  return encodeZtoc(z);
-}
+import { assertSameTable, ztocBytes } from './testing/tables.js';
 
 function view(bytes: Uint8Array): { reader: ZtocReader; view: TocView } {
   const reader = ZtocReader.fromBytes(bytes, { lazyToc: true });
@@ -47,15 +34,9 @@ const fast = (v: TocView): Outcome => {
   }
 };
 
-const bytesOf = (a: ArrayBufferView): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-
 function assertSame(got: Outcome, want: Outcome, what: string): void {
   if ('table' in want && 'table' in got) {
-    assert.equal(got.table.statBlocks, want.table.statBlocks, `${what}: statBlocks`);
-    assert.equal(got.table.statFiles, want.table.statFiles, `${what}: statFiles`);
-    for (const k of ['nodes', 'dirents', 'xattrs', 'strings'] as const) {
-      assert.ok(bytesOf(got.table[k]).equals(bytesOf(want.table[k])), `${what}: ${k} differ (${got.table[k].byteLength} vs ${want.table[k].byteLength} bytes)`);
-    }
+    assertSameTable(got.table, want.table, what);
     return;
   }
   assert.deepEqual(got, want, what);
