@@ -229,19 +229,27 @@ static fsys_t *handle_arg(napi_env env, napi_value v) {
 }
 
 
+/*
+ * The arguments of the reply calls, `(handle, token, ...)`: the first `want` into argv, the mount and the
+ * pending read's token out; NULL (nothing thrown yet) when they are not there or not of those types.
+ */
+static fsys_t *reply_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv, uint32_t *token) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want) return NULL;
+  fsys_t *fs = handle_arg(env, argv[0]);
+  return fs && napi_get_value_uint32(env, argv[1], token) == napi_ok ? fs : NULL;
+}
+
 /* replyData(handle, token, bytes): bool — answers with `bytes` (at most the length asked). */
 static napi_value js_reply_data(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3], res;
   uint32_t token = 0;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  fsys_t *fs = argc >= 3 ? handle_arg(env, argv[0]) : NULL;
+  fsys_t *fs = reply_args(env, info, 3, argv, &token);
   napi_typedarray_type type;
   size_t n, off;
   void *ptr;
   napi_value ab;
-  if (!fs || napi_get_value_uint32(env, argv[1], &token) != napi_ok ||
-      napi_get_typedarray_info(env, argv[2], &type, &n, &ptr, &ab, &off) != napi_ok || type != napi_uint8_array) {
+  if (!fs || napi_get_typedarray_info(env, argv[2], &type, &n, &ptr, &ab, &off) != napi_ok || type != napi_uint8_array) {
     napi_throw_type_error(env, NULL, "replyData(handle, token, Uint8Array)");
     return NULL;
   }
@@ -257,12 +265,10 @@ static napi_value js_reply_data(napi_env env, napi_callback_info info) {
 
 /* replyPread(handle, token): 1 answered from the content file, 0 unknown token, -1 spans still missing. */
 static napi_value js_reply_pread(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2], res;
   uint32_t token = 0;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  fsys_t *fs = argc >= 2 ? handle_arg(env, argv[0]) : NULL;
-  if (!fs || napi_get_value_uint32(env, argv[1], &token) != napi_ok) {
+  fsys_t *fs = reply_args(env, info, 2, argv, &token);
+  if (!fs) {
     napi_throw_type_error(env, NULL, "replyPread(handle, token)");
     return NULL;
   }
@@ -287,13 +293,11 @@ static napi_value js_reply_pread(napi_env env, napi_callback_info info) {
 
 /* replyError(handle, token, errno): bool. */
 static napi_value js_reply_error(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3], res;
   uint32_t token = 0;
   int32_t code = EIO;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  fsys_t *fs = argc >= 3 ? handle_arg(env, argv[0]) : NULL;
-  if (!fs || napi_get_value_uint32(env, argv[1], &token) != napi_ok || napi_get_value_int32(env, argv[2], &code) != napi_ok) {
+  fsys_t *fs = reply_args(env, info, 3, argv, &token);
+  if (!fs || napi_get_value_int32(env, argv[2], &code) != napi_ok) {
     napi_throw_type_error(env, NULL, "replyError(handle, token, errno)");
     return NULL;
   }
