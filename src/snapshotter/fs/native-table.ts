@@ -21,6 +21,13 @@ const SLASH = 0x2f;
 const DOT = 0x2e;
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+/** A copy of `a` with room for `cap` elements, of the same element type. */
+function grown<T extends Uint8Array | Uint32Array | Int32Array | Float64Array>(a: T, cap: number): T {
+  const next = new (a.constructor as new (n: number) => T)(cap);
+  next.set(a);
+  return next;
+}
+
 /** True when bytes [from, to) decode to the same bytes through `TextDecoder` (valid UTF-8, no leading BOM). */
 function plainText(b: Uint8Array, from: number, to: number): boolean {
   let high = false;
@@ -101,40 +108,30 @@ class TableBuilder {
   }
 
   #growNodes(cap: number): void {
-    const g = <T extends Uint8Array | Uint32Array | Int32Array | Float64Array>(a: T, make: (n: number) => T): T => {
-      const next = make(cap);
-      next.set(a);
-      return next;
-    };
-    this.#mode = g(this.#mode, (n) => new Uint32Array(n));
-    this.#uid = g(this.#uid, (n) => new Uint32Array(n));
-    this.#gid = g(this.#gid, (n) => new Uint32Array(n));
-    this.#nlink = g(this.#nlink, (n) => new Int32Array(n));
-    this.#rdev = g(this.#rdev, (n) => new Uint32Array(n));
-    this.#nsec = g(this.#nsec, (n) => new Uint32Array(n));
-    this.#size = g(this.#size, (n) => new Float64Array(n));
-    this.#offset = g(this.#offset, (n) => new Float64Array(n));
-    this.#mtime = g(this.#mtime, (n) => new Float64Array(n));
-    this.#link = g(this.#link, (n) => new Int32Array(n));
-    this.#state = g(this.#state, (n) => new Uint8Array(n));
-    this.#whiteout = g(this.#whiteout, (n) => new Uint8Array(n));
-    this.#opaque = g(this.#opaque, (n) => new Uint8Array(n));
-    this.#first = g(this.#first, (n) => new Int32Array(n));
-    this.#last = g(this.#last, (n) => new Int32Array(n));
-    this.#count = g(this.#count, (n) => new Uint32Array(n));
+    this.#mode = grown(this.#mode, cap);
+    this.#uid = grown(this.#uid, cap);
+    this.#gid = grown(this.#gid, cap);
+    this.#nlink = grown(this.#nlink, cap);
+    this.#rdev = grown(this.#rdev, cap);
+    this.#nsec = grown(this.#nsec, cap);
+    this.#size = grown(this.#size, cap);
+    this.#offset = grown(this.#offset, cap);
+    this.#mtime = grown(this.#mtime, cap);
+    this.#link = grown(this.#link, cap);
+    this.#state = grown(this.#state, cap);
+    this.#whiteout = grown(this.#whiteout, cap);
+    this.#opaque = grown(this.#opaque, cap);
+    this.#first = grown(this.#first, cap);
+    this.#last = grown(this.#last, cap);
+    this.#count = grown(this.#count, cap);
   }
 
   #growSlots(cap: number): void {
-    const g = <T extends Uint32Array | Int32Array>(a: T, make: (n: number) => T): T => {
-      const next = make(cap);
-      next.set(a);
-      return next;
-    };
-    this.#sParent = g(this.#sParent, (n) => new Uint32Array(n));
-    this.#sChild = g(this.#sChild, (n) => new Uint32Array(n));
-    this.#sName = g(this.#sName, (n) => new Uint32Array(n));
-    this.#sLen = g(this.#sLen, (n) => new Uint32Array(n));
-    this.#sNext = g(this.#sNext, (n) => new Int32Array(n));
+    this.#sParent = grown(this.#sParent, cap);
+    this.#sChild = grown(this.#sChild, cap);
+    this.#sName = grown(this.#sName, cap);
+    this.#sLen = grown(this.#sLen, cap);
+    this.#sNext = grown(this.#sNext, cap);
     let size = 1024;
     while (size < cap * 2) size *= 2;
     if (size <= this.#hash.length) return;
