@@ -5,7 +5,8 @@
  */
 export { GzipCheckpointer, type GzipCheckpointerOptions, type GzipZinfoResult } from './checkpointer.js';
 export { encodeZinfoBlob, decodeZinfoBlob, zinfoBlobSize, type ZinfoBlob } from './zinfo-blob.js';
-export { inflateSpan, spansFromCheckpoints, spanCompressedStart } from './span.js';
+export { inflateSpan, inflateSpanInto, spansFromCheckpoints, spanCompressedStart } from './span.js';
 export { selectGzipEngine, nativeEngineAvailable } from './select-engine.js';
+export { nativeSpanInflaters } from './native-engine.js';
 export { WINDOW_SIZE, type EngineName, type EngineChoice, type GzipEngine, type BlockInflater } from './engine.js';
 export { SpanDigester, mergeSpanDigests } from './span-digester.js';

@@ -4,6 +4,10 @@
  * does the Z_BLOCK loop in C and writes results into the caller's Float64Array, so a call costs one
  * N-API transition per checkpoint candidate or full output buffer, not per deflate block.
  * `loadNativeEngine()` returns undefined when the addon is missing or does not load.
+ *
+ * Span restore goes through ISA-L's inflate (build/Release/soci_isal.node, native/isal_span.c) when that
+ * addon is built: the same bytes as zlib's, about 1.4× faster (bench/gzip-engine.ts). Checkpointing
+ * stays on zlib, which alone stops at deflate block boundaries.
  */
 import { createRequire } from 'node:module';
 import { ST_LENGTH, type BlockInflater, type GzipEngine } from './engine.js';
@@ -40,21 +44,40 @@ class NativeBlockInflater implements BlockInflater {
   }
 }
 
+type SpanInflate = GzipEngine['inflateSpan'];
+
+function load<T>(name: string): T | undefined {
+  try {
+    // src/indexer/gzip and dist/indexer/gzip are both three levels below the package root.
+    return createRequire(import.meta.url)(`../../../build/Release/${name}.node`) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+let spanInflaters: { zlib?: SpanInflate; isal?: SpanInflate } | undefined;
+
+/** The native span inflaters that load here: zlib's (soci_gzip) and ISA-L's (soci_isal). */
+export function nativeSpanInflaters(): { zlib?: SpanInflate; isal?: SpanInflate } {
+  if (spanInflaters === undefined) {
+    const z = load<Addon>('soci_gzip');
+    const i = load<Pick<Addon, 'inflateSpan'>>('soci_isal');
+    spanInflaters = {
+      ...(z ? { zlib: (input, bits, window, output) => z.inflateSpan(input, bits, window, output) } : {}),
+      ...(i ? { isal: (input, bits, window, output) => i.inflateSpan(input, bits, window, output) } : {}),
+    };
+  }
+  return spanInflaters;
+}
+
 let cached: GzipEngine | null | undefined;
 
 /** The native engine, or undefined when build/Release/soci_gzip.node is absent or fails to load. */
 export function loadNativeEngine(): GzipEngine | undefined {
   if (cached !== undefined) return cached ?? undefined;
-  try {
-    // src/indexer/gzip and dist/indexer/gzip are both three levels below the package root.
-    const addon = createRequire(import.meta.url)('../../../build/Release/soci_gzip.node') as Addon;
-    cached = {
-      name: 'native',
-      createBlockInflater: () => new NativeBlockInflater(addon),
-      inflateSpan: (input, bits, window, output) => addon.inflateSpan(input, bits, window, output),
-    };
-  } catch {
-    cached = null;
-  }
+  const addon = load<Addon>('soci_gzip');
+  const spans = nativeSpanInflaters();
+  const inflateSpan = spans.isal ?? spans.zlib;
+  cached = addon && inflateSpan ? { name: 'native', createBlockInflater: () => new NativeBlockInflater(addon), inflateSpan } : null;
   return cached ?? undefined;
 }

@@ -1,14 +1,16 @@
 /**
  * Span restore (§5.3) with both engines: every span of every fixture, restored from exactly its
  * compressed bytes blob[start, end) and its checkpoint, equals the real uncompressed bytes; damaged or
- * short span bytes raise CorruptLayer; span geometry follows §6.
+ * short span bytes raise CorruptLayer; span geometry follows §6. The native engine's two span
+ * inflaters (zlib's and, when built, ISA-L's) are each held to the same.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { gunzipSync } from 'node:zlib';
 import { errorCode } from '../../oci/errors.js';
 import { makeGzipFixtures, runCheckpointer } from '../../../test/oracles/gzip-fixtures.js';
-import { inflateSpan, nativeEngineAvailable, spansFromCheckpoints } from './index.js';
+import { inflateSpan, nativeEngineAvailable, nativeSpanInflaters, spansFromCheckpoints } from './index.js';
 
 const engines = nativeEngineAvailable() ? (['native', 'js'] as const) : (['js'] as const);
 let fx: ReturnType<typeof makeGzipFixtures>;
@@ -31,6 +33,37 @@ describe('inflateSpan', () => {
         for (const engine of engines) {
           const got = inflateSpan(cp, f.bytes.subarray(s.start, s.end), s.outEnd - s.outStart, { engine });
           assert.ok(Buffer.from(got).equals(raw.subarray(s.outStart, s.outEnd)), `${f.name} span ${s.id} (${engine})`);
+        }
+      }
+    }
+    assert.ok(primed > 10, `only ${primed} spans needed priming`);
+  });
+
+  test('the native span inflaters (zlib, ISA-L) each restore every span exactly and refuse bad bytes', (t) => {
+    const inflaters = Object.entries(nativeSpanInflaters());
+    if (inflaters.length === 0) return t.skip('native addons not built');
+    if (spawnSync('pkg-config', ['--exists', 'libisal']).status === 0) {
+      assert.deepEqual(inflaters.map(([n]) => n), ['zlib', 'isal'], 'ISA-L headers are installed, so soci_isal must have been built');
+    }
+    let primed = 0;
+    for (const f of fx.fixtures) {
+      const raw = gunzipSync(f.bytes);
+      const { result } = runCheckpointer(f.bytes, { engine: engines[0], spanSize: f.spanSize });
+      const spans = spansFromCheckpoints(result.checkpoints, result.spanDigests, f.bytes.length, raw.length);
+      for (const s of spans) {
+        const cp = result.checkpoints[s.id]!;
+        if (cp.bits) primed++;
+        const want = raw.subarray(s.outStart, s.outEnd);
+        for (const [name, fn] of inflaters) {
+          const exact = new Uint8Array(want.length);
+          assert.equal(fn(f.bytes.subarray(s.start, s.end), cp.bits, cp.window, exact), want.length, `${f.name} span ${s.id} (${name})`);
+          assert.ok(Buffer.from(exact).equals(want), `${f.name} span ${s.id} (${name})`);
+          // Given a byte more room than it holds, the stream's last span stops at the stream's end.
+          if (s.id === spans.length - 1) assert.equal(fn(f.bytes.subarray(s.start, s.end), cp.bits, cp.window, new Uint8Array(want.length + 1)), want.length, `${f.name} last span (${name})`);
+          const short = fn(f.bytes.subarray(s.start, Math.max(s.start + 1, s.end - 64)), cp.bits, cp.window, new Uint8Array(want.length));
+          assert.ok(short < want.length, `${f.name} span ${s.id} (${name}): ${short} bytes from a cut span`);
+          const garbage = fn(new Uint8Array(s.end - s.start).fill(0xff), cp.bits, cp.window, new Uint8Array(want.length));
+          assert.ok(garbage < want.length, `${f.name} span ${s.id} (${name}): ${garbage} bytes from 0xff`);
         }
       }
     }
