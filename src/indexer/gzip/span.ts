@@ -41,7 +41,15 @@ export function spansFromCheckpoints(checkpoints: readonly Checkpoint[], spanDig
  */
 export function inflateSpan(cp: Checkpoint, compressed: Uint8Array, length: number, opts: { engine?: EngineName } = {}): Uint8Array {
   if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`invalid span length ${length}`);
-  const output = new Uint8Array(length);
+  return inflateSpanInto(cp, compressed, new Uint8Array(length), opts);
+}
+
+/**
+ * `inflateSpan` into the caller's buffer, whose length is the span's uncompressed length (e.g. a view of a
+ * buffer reused from span to span); returns `output`.
+ */
+export function inflateSpanInto(cp: Checkpoint, compressed: Uint8Array, output: Uint8Array, opts: { engine?: EngineName } = {}): Uint8Array {
+  const length = output.length;
   if (length === 0) return output;
   const engine = selectGzipEngine(opts.engine ?? 'auto');
   const produced = engine.inflateSpan(compressed, cp.bits, cp.window, output);

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, openSync, writeSync, constants } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import type { Checkpoint } from '../../indexer/types.js';
-import { decodeZinfoBlob, inflateSpan } from '../../indexer/gzip/index.js';
+import { decodeZinfoBlob, inflateSpan, inflateSpanInto } from '../../indexer/gzip/index.js';
 
 export interface InflatePart {
   id: number;
@@ -41,32 +41,45 @@ export interface InflateReply {
 
 const layers = new Map<number, readonly Checkpoint[]>();
 
-function one(checkpoints: readonly Checkpoint[] | undefined, buf: Uint8Array, p: InflatePart): InflateOutcome {
+/** Grown on demand and reused: spans written to a file never need a buffer of their own. */
+let scratch = new Uint8Array(0);
+
+/**
+ * Checks and inflates one span. Into `scratch` when `reuse` (the bytes are written out before the next span
+ * is inflated), else into a new buffer that is transferred back.
+ */
+function one(checkpoints: readonly Checkpoint[] | undefined, buf: Uint8Array, p: InflatePart, reuse: boolean): InflateOutcome {
   const bytes = buf.subarray(p.from, p.to);
   if (`sha256:${createHash('sha256').update(bytes).digest('hex')}` !== p.digest) return { ok: false, reason: 'digest', message: `span ${p.id} does not match ${p.digest}` };
   const cp = checkpoints?.[p.id];
   if (cp === undefined) return { ok: false, reason: 'inflate', message: `no checkpoint for span ${p.id}` };
   try {
-    return { ok: true, data: inflateSpan(cp, bytes, p.length) };
+    if (!reuse) return { ok: true, data: inflateSpan(cp, bytes, p.length) };
+    if (scratch.length < p.length) scratch = new Uint8Array(p.length);
+    return { ok: true, data: inflateSpanInto(cp, bytes, scratch.subarray(0, p.length)) };
   } catch (err) {
     return { ok: false, reason: 'inflate', message: (err as Error).message };
   }
 }
 
-function writeAll(file: string, parts: readonly InflatePart[], outcomes: InflateOutcome[]): InflateOutcome[] {
+/** Produces each part's span and writes it to `file` at its `outOffset`, one span at a time. */
+function writeSpans(file: string, parts: readonly InflatePart[], produce: (p: InflatePart) => InflateOutcome): InflateOutcome[] {
   let fd: number;
   try {
     fd = openSync(file, constants.O_WRONLY);
   } catch (err) {
-    return outcomes.map((o) => (o.ok ? { ok: false, reason: 'write', message: (err as Error).message } : o));
+    return parts.map((p) => {
+      const o = produce(p);
+      return o.ok ? { ok: false, reason: 'write', message: (err as Error).message } : o;
+    });
   }
   try {
-    return outcomes.map((o, i) => {
-      const at = parts[i]?.outOffset;
-      if (!o.ok || o.data === undefined || at === undefined) return o;
+    return parts.map((p) => {
+      const o = produce(p);
+      if (!o.ok || o.data === undefined || p.outOffset === undefined) return o;
       try {
         for (let done = 0; done < o.data.length;) {
-          const n = writeSync(fd, o.data, done, o.data.length - done, at + done);
+          const n = writeSync(fd, o.data, done, o.data.length - done, p.outOffset + done);
           if (n <= 0) throw new Error('short write');
           done += n;
         }
@@ -88,8 +101,9 @@ port?.on('message', (m: InflateRequest) => {
     layers.delete(m.key);
   } else {
     const cps = layers.get(m.key);
-    let outcomes = m.parts.map((p) => one(cps, m.buf, p));
-    if (m.file !== undefined) outcomes = writeAll(m.file, m.parts, outcomes);
+    const outcomes = m.file === undefined
+      ? m.parts.map((p) => one(cps, m.buf, p, false))
+      : writeSpans(m.file, m.parts, (p) => one(cps, m.buf, p, true));
     const transfer = outcomes.flatMap((o) => (o.ok && o.data !== undefined ? [o.data.buffer as ArrayBuffer] : []));
     port.postMessage({ job: m.job, outcomes } satisfies InflateReply, transfer);
   }
