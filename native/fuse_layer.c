@@ -124,6 +124,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   if (!err) {
     fs->nnodes = (uint32_t)(nb / REC_BYTES);
     fs->ndirents = (uint32_t)(db / 12);
+    fs->noXattrs = xb == 0;
     /* NaN, negative or absurd numbers from JS must not reach a double -> integer conversion */
     double t = num_prop(env, o, "cacheSeconds");
     fs->timeout = t > 0 ? (t < 1e9 ? t : 1e9) : 0;

@@ -68,7 +68,10 @@ typedef struct fsys {
   dev_t dev;
   pthread_t thread;
   int threadStarted;
-  int noOpen;
+  /* the layer has no xattr at all: getxattr/listxattr answer ENOSYS once and the kernel stops asking
+   * (overlayfs asks every lower file for trusted.overlay.metacopy at lookup: one round trip per file) */
+  int noXattrs;
+  int noOpen, noOpendir;
   /* slow path */
   napi_threadsafe_function tsfn;
   pthread_mutex_t mu;

@@ -15,6 +15,7 @@
 static void ll_init(void *ud, struct fuse_conn_info *conn) {
   fsys_t *fs = ud;
   fs->noOpen = (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0;
+  fs->noOpendir = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
   if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
   conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA; /* attributes never change */
   /* every listing chunk as readdirplus: entries arrive with attributes (no LOOKUP per name) and the kernel
@@ -70,6 +71,9 @@ static void ll_readlink(fuse_req_t req, fuse_ino_t ino) {
 
 static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
   COUNT(FS(req), 4);
+  /* zero-message opendir/releasedir from now on (two round trips per directory walked); the kernel then
+   * opens directories with FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR, as below */
+  if (FS(req)->noOpendir) { fuse_reply_err(req, ENOSYS); return; }
   rec_t *r = node_of(FS(req), ino);
   if (!r) { fuse_reply_err(req, ENOENT); return; }
   if ((r->mode & S_IFMT) != S_IFDIR) { fuse_reply_err(req, ENOTDIR); return; }
@@ -154,6 +158,8 @@ static void reply_xattr_bytes(fuse_req_t req, const char *data, size_t len, size
 static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size) {
   COUNT(FS(req), 7);
   fsys_t *fs = FS(req);
+  /* ENOSYS makes the kernel answer EOPNOTSUPP itself from now on, as for a filesystem without xattrs */
+  if (fs->noXattrs) { fuse_reply_err(req, ENOSYS); return; }
   rec_t *r = node_of(fs, ino);
   if (!r) { fuse_reply_err(req, ENOENT); return; }
   size_t len = strlen(name);
@@ -170,6 +176,7 @@ static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 static void ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   COUNT(FS(req), 7);
   fsys_t *fs = FS(req);
+  if (fs->noXattrs) { fuse_reply_err(req, ENOSYS); return; }
   rec_t *r = node_of(fs, ino);
   if (!r) { fuse_reply_err(req, ENOENT); return; }
   size_t total = 0;

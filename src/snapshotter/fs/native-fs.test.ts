@@ -3,7 +3,9 @@
  * synthetic trees: the table serialization, a read that hangs or fails is EIO within the deadline (and
  * reported with its path), the content-file fast path answers present spans with no JS call while a cleared
  * `present` byte goes through `ensure`, readdirplus of a directory with thousands of entries, the list
- * prefetch (a listed directory's small present files reach the page cache with no READ), and unmount
+ * prefetch (a listed directory's small present files reach the page cache with no READ), a layer without
+ * xattrs (the kernel stops asking after one ENOSYS, so overlayfs's metacopy query at every lookup costs no
+ * round trip; directories open without one either), and unmount
  * while a read is pending in JS (the reader gets EIO, nothing stays mounted, the late answer is harmless).
  * Needs root and /dev/fuse; inspection runs in child processes so this process stays free to serve reads.
  */
@@ -226,6 +228,46 @@ describe('native FUSE server', { skip }, () => {
     // of span 3, which were not pushed (the span was absent when the directory was listed)
     assert.ok(st.ops.read <= 4 + (small.length - inPresent) + 1, `READs: ${JSON.stringify(st.ops)}`);
     assert.equal(st.slowReads, 1, 'one read went to JS');
+  });
+
+  test('a layer without xattrs: the kernel stops asking (EOPNOTSUPP), overlay lookups and copy-up still work; no opendir round trips', async () => {
+    const data = stream(SPAN);
+    const toc: FileMetadata[] = [];
+    for (let d = 0; d < 10; d++) for (let i = 0; i < 20; i++) toc.push(entry(`d${d}/f${i}`, 'reg', { uncompressedOffset: d * 20 + i, uncompressedSize: 100 }));
+    const plain = await mountNativeLayer(join(dir, 'nox'), buildLayerTree(toc), { read: async (o, l) => data.subarray(o, o + l) }, {});
+    mounts.push(plain);
+    // the same files in a layer where one file has an xattr: every query is answered, absent names are ENODATA
+    const withX = [...toc, entry('x', 'reg', { xattrs: [['SCHILY.xattr.user.k', 'v']] })];
+    const xmount = await mountNativeLayer(join(dir, 'withx'), buildLayerTree(withX), { read: async (o, l) => data.subarray(o, o + l) }, {});
+    mounts.push(xmount);
+    const py = 'import os,sys,json,errno\ndef q(f):\n  try: return f()\n  except OSError as e: return errno.errorcode[e.errno]\nr={}\nfor m in sys.argv[1:]:\n  p=os.path.join(m,"d0/f0")\n  r[m]=[q(lambda: os.listxattr(p)), q(lambda: os.getxattr(p,"user.k").decode()), q(lambda: os.getxattr(os.path.join(m,"x"),"user.k").decode())]\nprint(json.dumps(r))';
+    const res = await sh('python3', ['-c', py, plain.mountpoint, xmount.mountpoint]);
+    assert.equal(res.code, 0, res.err);
+    const seen = JSON.parse(res.out) as Record<string, unknown[]>;
+    assert.deepEqual(seen[plain.mountpoint], ['ENOTSUP', 'ENOTSUP', 'ENOENT'], 'no xattrs: not supported, as on a filesystem without them');
+    assert.deepEqual(seen[xmount.mountpoint], [[], 'ENODATA', 'v']);
+
+    // Through overlayfs (which asks every lower regular file for trusted.overlay.metacopy at lookup): every
+    // file reads back, a copy-up of a lower file works, and the layer's server saw at most the first query.
+    const before = plain.stats().ops.other;
+    for (const d of ['ov-upper', 'ov-work', 'ov-merged']) await sh('mkdir', ['-p', join(dir, d)]);
+    const merged = join(dir, 'ov-merged');
+    const mnt = await sh('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${plain.mountpoint},upperdir=${join(dir, 'ov-upper')},workdir=${join(dir, 'ov-work')}`, merged]);
+    assert.equal(mnt.code, 0, mnt.err);
+    try {
+      const names = toc.map((e) => e.name);
+      const h = await hashes(merged, names);
+      for (const e of toc) assert.equal(h[e.name], sha(data.subarray(e.uncompressedOffset, e.uncompressedOffset + 100)), e.name);
+      const up = await sh('sh', ['-c', `echo more >> ${join(merged, 'd3/f7')} && tail -c 5 ${join(merged, 'd3/f7')}`]);
+      assert.equal(up.code, 0, up.err);
+      assert.equal(up.out, 'more\n');
+      assert.equal(readFileSync(join(dir, 'ov-upper/d3/f7')).length, 105, 'copied up with the lower bytes');
+      const ops = plain.stats().ops;
+      assert.ok(ops.other - before <= 2, `${names.length} lookups through overlay cost ${ops.other - before} xattr round trips: ${JSON.stringify(ops)}`);
+      assert.ok(ops.opendir <= 1, `directories open without a round trip: ${JSON.stringify(ops)}`);
+    } finally {
+      await sh('umount', [merged]);
+    }
   });
 
   test('unmount while a read is pending: the reader gets EIO, nothing stays mounted, a late answer is harmless', async () => {
