@@ -1,11 +1,11 @@
 /*
- * Zero-copy file → socket transfer for the proxy's blob cache (src/proxy/native-sendfile.ts).
+ * File → socket transfer for the proxy's blob cache (src/proxy/native-sendfile.ts), off the JS thread.
  *
- * Node has no sendfile(2): serving a cached 100 MB layer means reading it into buffers and writing them to
- * the socket, two copies through user space, which on the bench machine tops out near 800 MB/s while
- * docker-registry (Go, sendfile) sends the same file at 1–1.1 GB/s (bench/results/proxy.md). This addon
- * sends a byte range of an open file straight to a connected, non-blocking TCP socket from its own thread:
- * sendfile until EAGAIN, poll for POLLOUT (bounded by a stall timeout), repeat. It works on a dup of the
+ * Serving a cached 100 MB layer from Node means reading it into JS buffers and writing them through the
+ * stream machinery, which on the bench machine tops out near 800 MB/s while docker-registry (Go) sends the
+ * same file at 1.1-2 GB/s (bench/results/proxy.md). This addon sends a byte range of an open file to a
+ * connected, non-blocking TCP socket from its own thread: pread a 1 MiB chunk, write it until EAGAIN, poll
+ * for POLLOUT (bounded by a stall timeout), repeat (see CHUNK for why not sendfile). It works on a dup of the
  * socket descriptor and a dup of the file descriptor, so Node closing either mid-transfer can never redirect
  * the bytes to (or take them from) a reused descriptor; `abort` shuts the socket dup down, which ends the
  * transfer with EPIPE at once. The thread blocks every signal (they stay with Node's threads), and offset and
@@ -27,10 +27,16 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <node_api.h>
+
+/*
+ * Bytes per pread/write. Not sendfile(2): on loopback (a proxy next to containerd on the same host, and the
+ * bench) sendfile's page-sized socket fragments measured 1.3-1.5 GB/s against 2.0-3.1 GB/s for a user-space
+ * copy through a 512 KiB-4 MiB buffer (curl as the client, 277 MB file; 64 KiB buffers: 1.0 GB/s).
+ */
+#define CHUNK (1 << 20)
 
 typedef struct job {
   int id;
@@ -49,41 +55,45 @@ static pthread_mutex_t jobs_lock = PTHREAD_MUTEX_INITIALIZER;
 static job_t *jobs = NULL;
 static int next_id = 1;
 
+/* Waits until the socket takes more bytes; 0, or the errno that ends the transfer. */
+static int wait_writable(job_t *j) {
+  struct pollfd p = {.fd = j->sock, .events = POLLOUT, .revents = 0};
+  int r = poll(&p, 1, j->timeout_ms);
+  if (r == 0) return ETIMEDOUT;
+  if (r < 0) return errno == EINTR ? 0 : errno;
+  if (p.revents & (POLLERR | POLLHUP | POLLNVAL)) return EPIPE;
+  return 0;
+}
+
 static void *run(void *arg) {
   job_t *j = (job_t *)arg;
-  while (j->sent < j->length && !__atomic_load_n(&j->aborted, __ATOMIC_ACQUIRE)) {
-    off_t off = (off_t)(j->offset + j->sent);
+  unsigned char *buf = malloc(CHUNK);
+  if (!buf) j->err = ENOMEM;
+  while (buf && j->err == 0 && j->sent < j->length && !__atomic_load_n(&j->aborted, __ATOMIC_ACQUIRE)) {
     int64_t left = j->length - j->sent;
-    size_t want = left > (1 << 30) ? (size_t)(1 << 30) : (size_t)left;
-    ssize_t n = sendfile(j->sock, j->file, &off, want);
-    if (n > 0) {
-      j->sent += n;
-      continue;
-    }
+    size_t want = left > CHUNK ? CHUNK : (size_t)left;
+    ssize_t n = pread(j->file, buf, want, (off_t)(j->offset + j->sent));
     if (n == 0) { /* the file is shorter than promised */
       j->err = EIO;
       break;
     }
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN) {
-      j->err = errno;
-      break;
+    if (n < 0) {
+      if (errno != EINTR) j->err = errno;
+      continue;
     }
-    struct pollfd p = {.fd = j->sock, .events = POLLOUT, .revents = 0};
-    int r = poll(&p, 1, j->timeout_ms);
-    if (r == 0) {
-      j->err = ETIMEDOUT;
-      break;
-    }
-    if (r < 0 && errno != EINTR) {
-      j->err = errno;
-      break;
-    }
-    if (r > 0 && (p.revents & (POLLERR | POLLHUP | POLLNVAL))) {
-      j->err = EPIPE;
-      break;
+    for (ssize_t done = 0; done < n && j->err == 0 && !__atomic_load_n(&j->aborted, __ATOMIC_ACQUIRE);) {
+      ssize_t w = write(j->sock, buf + done, (size_t)(n - done));
+      if (w > 0) {
+        done += w;
+        j->sent += w;
+      } else if (w < 0 && errno == EAGAIN) {
+        j->err = wait_writable(j);
+      } else if (w < 0 && errno != EINTR) {
+        j->err = errno;
+      }
     }
   }
+  free(buf);
   if (__atomic_load_n(&j->aborted, __ATOMIC_ACQUIRE) && j->err == 0 && j->sent < j->length) j->err = ECANCELED;
   if (napi_call_threadsafe_function(j->tsfn, j, napi_tsfn_blocking) != napi_ok) {
     /* the environment is shutting down: finish will never run, so drop the descriptors here */
@@ -203,7 +213,7 @@ static napi_value js_abort(napi_env env, napi_callback_info info) {
   for (job_t *j = jobs; j; j = j->next) {
     if (j->id == id) {
       __atomic_store_n(&j->aborted, 1, __ATOMIC_RELEASE);
-      shutdown(j->sock, SHUT_RDWR); /* wakes poll and fails sendfile; the job thread closes the dup */
+      shutdown(j->sock, SHUT_RDWR); /* wakes poll and fails the write; the job thread closes the dup */
       break;
     }
   }

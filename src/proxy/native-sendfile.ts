@@ -1,9 +1,9 @@
 /**
- * Zero-copy serving of cached blob files (native/sendfile.c, built as build/Release/soci_sendfile.node):
- * the response headers go out through Node as usual, then the body goes from the file to the socket with
- * sendfile(2) on the addon's own thread, so a cached layer costs no copies through JS buffers. Measured on
- * the bench machine (bench/results/proxy.md): Node's best read/write loop serves a cached 109 MB layer at
- * ~800 MB/s, docker-registry (Go, sendfile) ~1.1 GB/s; this path is what closes that gap. It only takes
+ * Serving cached blob files off the JS thread (native/sendfile.c, built as build/Release/soci_sendfile.node):
+ * the response headers go out through Node as usual, then the body goes from the file to the socket on the
+ * addon's own thread (pread/write in 1 MiB chunks), so a cached layer costs no JS buffers or stream
+ * machinery. Measured on the bench machine (bench/results/proxy.md): Node's best read/write loop serves a
+ * cached 109 MB layer at ~800 MB/s, docker-registry (Go) 1.1-2 GB/s; this path is what closes that gap. It only takes
  * plain TCP sockets (TLS needs the bytes in user space) and at most MAX_TRANSFERS at once; otherwise, or
  * when the addon is missing, `trySendfile` returns undefined without writing anything and the caller
  * streams the file itself. A transfer that stalls longer than `stallMs`, a client that goes away, or a
