@@ -4,8 +4,10 @@
  *   node --import tsx bench/gzip-engine.ts [--size-mb 100] [--file x.tar.gz] [--runs 3]
  * Measures, best of N runs, uncompressed MB/s of: zlib.gunzipSync, zlib.createGunzip fed 64 KiB chunks,
  * GzipCheckpointer with the native engine and with the JS (pako) engine (4 MiB spans, 64 KiB input
- * chunks, checkpoints, windows and span digests included, output discarded). Prints a table and
- * writes bench/results/gzip-engine.json (commit, machine, figures).
+ * chunks, checkpoints, windows and span digests included, output discarded), and span restore: every
+ * 4 MiB span inflated from its checkpoint into a reused buffer, as the snapshotter does, with each native
+ * span inflater (zlib's, ISA-L's when built). Prints a table and writes bench/results/gzip-engine.json
+ * (commit, machine, figures).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
@@ -13,7 +15,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createGunzip, gunzipSync } from 'node:zlib';
-import { GzipCheckpointer, nativeEngineAvailable } from '../src/indexer/gzip/index.js';
+import { GzipCheckpointer, nativeEngineAvailable, nativeSpanInflaters, spansFromCheckpoints } from '../src/indexer/gzip/index.js';
 import { best } from './lib/timing.js';
 
 function arg(name: string): string | undefined {
@@ -70,6 +72,22 @@ try {
       for (let p = 0; p < gz.length; p += CHUNK) c.write(gz.subarray(p, p + CHUNK), sink);
       c.end(rawSize);
     });
+  }
+  if (nativeEngineAvailable()) {
+    const c = new GzipCheckpointer({ spanSize: 4 << 20, engine: 'native' });
+    for (let p = 0; p < gz.length; p += CHUNK) c.write(gz.subarray(p, p + CHUNK), () => {});
+    const r = c.end(rawSize);
+    const spans = spansFromCheckpoints(r.checkpoints, r.spanDigests, gz.length, rawSize);
+    const out = new Uint8Array(Math.max(...spans.map((x) => x.outEnd - x.outStart)));
+    for (const [name, inflate] of Object.entries(nativeSpanInflaters())) {
+      results[`span restore ${name}`] = await best(runs, () => {
+        for (const x of spans) {
+          const cp = r.checkpoints[x.id]!;
+          const len = x.outEnd - x.outStart;
+          if (inflate(gz.subarray(x.start, x.end), cp.bits, cp.window, out.subarray(0, len)) !== len) throw new Error(`span ${x.id}: short`);
+        }
+      });
+    }
   }
 
   const base = results['zlib.gunzipSync']!;
