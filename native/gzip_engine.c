@@ -12,6 +12,7 @@
  * [4]=total in, [5]=total out.
  */
 #include <node_api.h>
+#include "napi_bytes.h"
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -32,18 +33,6 @@ static void block_finalize(napi_env env, void *data, void *hint) {
   if (b->live) inflateEnd(&b->strm);
   if (b->stateRef) napi_delete_reference(env, b->stateRef);
   free(b);
-}
-
-static int get_bytes(napi_env env, napi_value v, unsigned char **data, size_t *len) {
-  napi_typedarray_type type;
-  void *ptr;
-  size_t length, offset;
-  napi_value ab;
-  if (napi_get_typedarray_info(env, v, &type, &length, &ptr, &ab, &offset) != napi_ok) return 0;
-  if (type != napi_uint8_array) return 0;
-  *data = (unsigned char *)ptr;
-  *len = length;
-  return 1;
 }
 
 static double get_num(napi_env env, napi_value v) {
@@ -91,7 +80,7 @@ static napi_value block_run(napi_env env, napi_callback_info info) {
   size_t argc = 8;
   napi_value argv[8];
   block_t *b;
-  unsigned char *in, *out;
+  uint8_t *in, *out;
   size_t inLen, outLen;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 8 || napi_get_value_external(env, argv[0], (void **)&b) != napi_ok || !b->live ||
@@ -168,7 +157,7 @@ static napi_value block_close(napi_env env, napi_callback_info info) {
 static napi_value inflate_span(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4], res;
-  unsigned char *in, *win, *out;
+  uint8_t *in, *win, *out;
   size_t inLen, winLen, outLen;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 4 || !get_bytes(env, argv[0], &in, &inLen) || !get_bytes(env, argv[2], &win, &winLen) ||

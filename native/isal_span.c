@@ -11,24 +11,13 @@
  * engine and compares them with gunzip's output.
  */
 #include <node_api.h>
+#include "napi_bytes.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <isa-l/igzip_lib.h>
 
 #define CHECK(call) do { if ((call) != napi_ok) { napi_throw_error(env, NULL, #call " failed"); return NULL; } } while (0)
-
-static int get_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len) {
-  napi_typedarray_type type;
-  void *ptr;
-  size_t length, offset;
-  napi_value ab;
-  if (napi_get_typedarray_info(env, v, &type, &length, &ptr, &ab, &offset) != napi_ok) return 0;
-  if (type != napi_uint8_array) return 0;
-  *data = (uint8_t *)ptr;
-  *len = length;
-  return 1;
-}
 
 /* One inflate state per thread (the state is ~20 KiB of tables): span restore runs on a few worker threads. */
 static _Thread_local struct inflate_state *tls_state;
