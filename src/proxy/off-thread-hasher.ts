@@ -3,7 +3,9 @@
  * everything else the pass-through does (sha256 runs at ~1.4 GB/s here; measured: a cold 109 MB blob went
  * from ~330 to ~500 MB/s with hashing removed, bench/results/proxy.md), so streamed upstream blobs are
  * hashed on one shared worker thread instead: chunks are copied into 1 MiB batches whose buffers are
- * transferred (not cloned) to the worker, which acknowledges each batch; a stream more than `maxInFlight`
+ * transferred (not cloned) to the worker, which acknowledges each batch by transferring its buffer back
+ * for the next batch (a few are pooled: fresh zeroed megabytes per batch cost memset and major GCs, the
+ * external memory counting against the heap); a stream more than `maxInFlight`
  * batches ahead waits (`drained()`). `digest()` resolves after every batch was hashed. If the worker dies,
  * every open job rejects — a blob whose digest cannot be proven is aborted, never completed.
  */
@@ -15,13 +17,15 @@ const { createHash } = require('node:crypto');
 const jobs = new Map();
 parentPort.on('message', (m) => {
   if (m.t === 's') jobs.set(m.id, createHash(m.alg));
-  else if (m.t === 'd') { jobs.get(m.id)?.update(m.buf); parentPort.postMessage({ t: 'a', id: m.id }); }
+  else if (m.t === 'd') { jobs.get(m.id)?.update(m.buf); parentPort.postMessage({ t: 'a', id: m.id, buf: m.buf }, [m.buf.buffer]); }
   else if (m.t === 'e') { const h = jobs.get(m.id); jobs.delete(m.id); parentPort.postMessage({ t: 'h', id: m.id, hex: h ? h.digest('hex') : '' }); }
   else if (m.t === 'c') jobs.delete(m.id);
 });
 `;
 
 const BATCH = 1 << 20;
+/** Batch buffers kept for reuse across all jobs. */
+const POOL = 8;
 
 export interface HashJob {
   /** Queues a chunk; false when the caller should wait for `drained()`. */
@@ -43,6 +47,7 @@ export class OffThreadHasher {
   #worker: Worker | undefined;
   readonly #jobs = new Map<number, JobState>();
   readonly #maxInFlight: number;
+  readonly #pool: Uint8Array[] = [];
   #nextId = 1;
 
   constructor(opts: { maxInFlight?: number } = {}) {
@@ -53,7 +58,8 @@ export class OffThreadHasher {
     if (this.#worker) return this.#worker;
     const w = new Worker(WORKER_SOURCE, { eval: true });
     w.unref();
-    w.on('message', (m: { t: 'a' | 'h'; id: number; hex?: string }) => {
+    w.on('message', (m: { t: 'a' | 'h'; id: number; hex?: string; buf?: Uint8Array }) => {
+      if (m.buf !== undefined && m.buf.length === BATCH && this.#pool.length < POOL) this.#pool.push(m.buf);
       const job = this.#jobs.get(m.id);
       if (!job) return;
       if (m.t === 'a') {
@@ -107,7 +113,7 @@ export class OffThreadHasher {
     return {
       update: (chunk) => {
         for (let p = 0; p < chunk.length; ) {
-          batch ??= new Uint8Array(BATCH);
+          batch ??= this.#pool.pop() ?? new Uint8Array(BATCH);
           const n = Math.min(chunk.length - p, BATCH - fill);
           batch.set(chunk.subarray(p, p + n), fill);
           fill += n;
