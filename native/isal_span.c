@@ -19,20 +19,11 @@
 
 #define CHECK(call) do { if ((call) != napi_ok) { napi_throw_error(env, NULL, #call " failed"); return NULL; } } while (0)
 
-/* One inflate state per thread (the state is ~20 KiB of tables): span restore runs on a few worker threads. */
-static _Thread_local struct inflate_state *tls_state;
-
 /*
  * Returns the number of bytes produced (at most outLen; fewer when the deflate stream ended or the
  * input ran out first), or a negative ISA-L error code (callers only test < 0).
  */
-static double span(const uint8_t *in, size_t inLen, int bits, uint8_t *win, uint8_t *out, size_t outLen) {
-  struct inflate_state *s = tls_state;
-  if (!s) {
-    s = (struct inflate_state *)malloc(sizeof *s);
-    if (!s) return -1;
-    tls_state = s;
-  }
+static double span_in(struct inflate_state *s, const uint8_t *in, size_t inLen, int bits, uint8_t *win, uint8_t *out, size_t outLen) {
   isal_inflate_init(s);
   s->crc_flag = ISAL_DEFLATE;
   if (isal_inflate_set_dict(s, win, 32768) != ISAL_DECOMP_OK) return -1;
@@ -58,6 +49,15 @@ static double span(const uint8_t *in, size_t inLen, int bits, uint8_t *win, uint
   return (double)(outLen - s->avail_out);
 }
 
+/* The state is 85 KiB of tables: allocated per span (a span is megabytes of output), never kept by a thread. */
+static double span(const uint8_t *in, size_t inLen, int bits, uint8_t *win, uint8_t *out, size_t outLen) {
+  struct inflate_state *s = (struct inflate_state *)malloc(sizeof *s);
+  if (!s) return -1;
+  double r = span_in(s, in, inLen, bits, win, out, outLen);
+  free(s);
+  return r;
+}
+
 /* inflateSpan(input, bits, window, output): number — as gzip_engine.c's, over ISA-L. */
 static napi_value inflate_span(napi_env env, napi_callback_info info) {
   size_t argc = 4;
@@ -68,7 +68,7 @@ static napi_value inflate_span(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 4 || !get_bytes(env, argv[0], &in, &inLen) || napi_get_value_double(env, argv[1], &bits) != napi_ok ||
       !get_bytes(env, argv[2], &win, &winLen) || !get_bytes(env, argv[3], &out, &outLen) || winLen != 32768 ||
-      inLen > (1u << 30) || outLen > (1u << 30) || bits != (double)(int)bits) {
+      inLen > (1u << 30) || outLen > (1u << 30) || !(bits >= 0 && bits <= 7) || bits != (double)(int)bits) {
     napi_throw_type_error(env, NULL, "inflateSpan: bad arguments");
     return NULL;
   }
