@@ -3,10 +3,10 @@
  * the response headers go out through Node as usual, then the body goes from the file to the socket on the
  * addon's own thread (pread/write in 1 MiB chunks), so a cached layer costs no JS buffers or stream
  * machinery. Measured on the bench machine (bench/results/proxy.md): Node's best read/write loop serves a
- * cached 109 MB layer at ~800 MB/s, docker-registry (Go) 1.1-2 GB/s; this path is what closes that gap. It only takes
- * plain TCP sockets (TLS needs the bytes in user space) and at most MAX_TRANSFERS at once; otherwise, or
- * when the addon is missing, `trySendfile` returns undefined without writing anything and the caller
- * streams the file itself. A transfer that stalls longer than `stallMs`, a client that goes away, or a
+ * cached 109 MB layer at ~800 MB/s, docker-registry (Go) 1.1-2 GB/s; this path is what closes that gap.
+ * It only takes plain TCP sockets (TLS needs the bytes in user space) and at most MAX_TRANSFERS at once;
+ * otherwise, or when the addon is missing, `trySendfile` returns undefined without writing anything and the
+ * caller streams the file itself. A transfer that stalls longer than `stallMs`, a client that goes away, or a
  * response destroyed by Node ends it; the promise then rejects and the caller destroys the response.
  */
 import { createRequire } from 'node:module';
