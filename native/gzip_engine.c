@@ -12,7 +12,7 @@
  * [4]=total in, [5]=total out.
  */
 #include <node_api.h>
-#include "napi_bytes.h"
+#include "napi_args.h"
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -155,23 +155,18 @@ static napi_value block_close(napi_env env, napi_callback_info info) {
  * the byte count produced, or a negative zlib error code.
  */
 static napi_value inflate_span(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4], res;
-  uint8_t *in, *win, *out;
-  size_t inLen, winLen, outLen;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 4 || !get_bytes(env, argv[0], &in, &inLen) || !get_bytes(env, argv[2], &win, &winLen) ||
-      !get_bytes(env, argv[3], &out, &outLen) || winLen != 32768 || inLen > (1u << 30) || outLen > (1u << 30)) {
-    napi_throw_type_error(env, NULL, "inflateSpan: bad arguments");
-    return NULL;
-  }
-  int bits = (int)get_num(env, argv[1]);
+  napi_value res;
+  span_args_t a;
+  if (!get_span_args(env, info, &a)) return NULL;
+  uint8_t *in = a.in, *win = a.win, *out = a.out;
+  size_t inLen = a.inLen, outLen = a.outLen;
+  int bits = a.bits;
   z_stream s;
   memset(&s, 0, sizeof s);
   int ret = inflateInit2(&s, -15);
   size_t skip = 0;
   if (ret == Z_OK && bits != 0) {
-    if (inLen < 1 || bits < 0 || bits > 7) ret = Z_DATA_ERROR;
+    if (inLen < 1) ret = Z_DATA_ERROR;
     else { ret = inflatePrime(&s, bits, in[0] >> (8 - bits)); skip = 1; }
   }
   if (ret == Z_OK) ret = inflateSetDictionary(&s, win, 32768);

@@ -11,7 +11,7 @@
  * engine and compares them with gunzip's output.
  */
 #include <node_api.h>
-#include "napi_bytes.h"
+#include "napi_args.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +29,7 @@ static double span_in(struct inflate_state *s, const uint8_t *in, size_t inLen, 
   if (isal_inflate_set_dict(s, win, 32768) != ISAL_DECOMP_OK) return -1;
   size_t skip = 0;
   if (bits != 0) {
-    if (inLen < 1 || bits < 0 || bits > 7) return -1;
+    if (inLen < 1) return -1;
     /* zlib's inflatePrime(bits, in[0] >> (8 - bits)): the byte's top `bits` bits, next in the bit buffer. */
     s->read_in = (uint64_t)(in[0] >> (8 - bits));
     s->read_in_length = bits;
@@ -60,19 +60,10 @@ static double span(const uint8_t *in, size_t inLen, int bits, uint8_t *win, uint
 
 /* inflateSpan(input, bits, window, output): number — as gzip_engine.c's, over ISA-L. */
 static napi_value inflate_span(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4], res;
-  uint8_t *in, *win, *out;
-  size_t inLen, winLen, outLen;
-  double bits = 0;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 4 || !get_bytes(env, argv[0], &in, &inLen) || napi_get_value_double(env, argv[1], &bits) != napi_ok ||
-      !get_bytes(env, argv[2], &win, &winLen) || !get_bytes(env, argv[3], &out, &outLen) || winLen != 32768 ||
-      inLen > (1u << 30) || outLen > (1u << 30) || !(bits >= 0 && bits <= 7) || bits != (double)(int)bits) {
-    napi_throw_type_error(env, NULL, "inflateSpan: bad arguments");
-    return NULL;
-  }
-  CHECK(napi_create_double(env, span(in, inLen, (int)bits, win, out, outLen), &res));
+  napi_value res;
+  span_args_t a;
+  if (!get_span_args(env, info, &a)) return NULL;
+  CHECK(napi_create_double(env, span(a.in, a.inLen, a.bits, a.win, a.out, a.outLen), &res));
   return res;
 }
 
